@@ -1,0 +1,115 @@
+"""The sequencer log: one global, durable, totally ordered log of batches.
+
+:class:`SequencerLog` is the small interface the coordinator needs (append a
+batch, read from a position, truncate below a position, look up a request
+id). :class:`LevelDBSequencerLog` is the embedded implementation: one
+coordinator, one LevelDB. An etcd-backed one for several coordinators can sit
+behind the same interface.
+
+Key spaces::
+
+    b <first position:8>  ->  LogBatch
+    q <request id>        ->  position  (exactly-once submit)
+    m tail                ->  newest durable position
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Protocol
+
+import plyvel
+
+from ordo.v1 import types_pb2 as pb
+
+_POS = struct.Struct(">Q")
+BATCHES = b"b"
+REQUESTS = b"q"
+META_TAIL = b"mtail"
+
+
+class SequencerLog(Protocol):
+    def tail(self) -> int: ...
+
+    def append(self, batch: pb.LogBatch) -> None:
+        """Make ``batch`` durable. Its positions follow the tail without a gap."""
+
+    def read(self, from_position: int, entries_max: int) -> list[pb.LogEntry]:
+        """Durable entries with positions >= ``from_position``, in order."""
+
+    def position_of(self, request_id: str) -> int | None: ...
+
+    def truncate_below(self, position: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class LevelDBSequencerLog:
+    def __init__(self, path: str) -> None:
+        self.db = plyvel.DB(path, create_if_missing=True)
+        raw = self.db.get(META_TAIL)
+        self._tail = 0 if raw is None else int(_POS.unpack(raw)[0])
+
+    def tail(self) -> int:
+        return self._tail
+
+    def append(self, batch: pb.LogBatch) -> None:
+        entries = batch.entries
+        assert entries, "an empty batch is never appended"
+        first = entries[0].position
+        assert first == self._tail + 1, f"gap in the log: tail {self._tail}, batch at {first}"
+        for i, entry in enumerate(entries):
+            assert entry.position == first + i
+        last = entries[-1].position
+        # fsync point: the batch, its request ids and the new tail are one
+        # synced LevelDB write. Nothing in it is acknowledged before this
+        # returns.
+        with self.db.write_batch(sync=True) as wb:
+            wb.put(BATCHES + _POS.pack(first), batch.SerializeToString())
+            for entry in entries:
+                if entry.request_id:
+                    wb.put(REQUESTS + entry.request_id.encode(), _POS.pack(entry.position))
+            wb.put(META_TAIL, _POS.pack(last))
+        self._tail = last
+
+    def read(self, from_position: int, entries_max: int) -> list[pb.LogEntry]:
+        if from_position > self._tail:
+            return []
+        out: list[pb.LogEntry] = []
+        # Start from the batch that holds from_position: the last batch whose
+        # first position is <= from_position.
+        start = BATCHES + _POS.pack(from_position)
+        begin = BATCHES
+        for key in self.db.iterator(
+            start=BATCHES, stop=start + b"\x00", reverse=True, include_value=False
+        ):
+            begin = key
+            break
+        for _, raw in self.db.iterator(start=begin, stop=BATCHES + b"\xff" * 9):
+            batch = pb.LogBatch.FromString(raw)
+            for entry in batch.entries:
+                if entry.position >= from_position:
+                    out.append(entry)
+            if len(out) >= entries_max:
+                break
+        return out[:entries_max]
+
+    def position_of(self, request_id: str) -> int | None:
+        raw = self.db.get(REQUESTS + request_id.encode())
+        return None if raw is None else int(_POS.unpack(raw)[0])
+
+    def truncate_below(self, position: int) -> None:
+        # Drop whole batches whose last entry is below ``position``. Request
+        # ids are kept here; their retention is a separate policy.
+        doomed = []
+        for key, raw in self.db.iterator(prefix=BATCHES):
+            batch = pb.LogBatch.FromString(raw)
+            if batch.entries[-1].position >= position:
+                break
+            doomed.append(key)
+        with self.db.write_batch(sync=True) as wb:
+            for key in doomed:
+                wb.delete(key)
+
+    def close(self) -> None:
+        self.db.close()

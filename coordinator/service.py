@@ -1,0 +1,469 @@
+"""The coordinator: validates, sequences and answers transactions.
+
+For each submitted transaction, in this order:
+
+1. validate it at the edge (limits, types, routing) and deduplicate its
+   request id: one already logged or in flight is never logged again;
+2. add it to the open batch; the sequencer loop cuts a batch at
+   ``batch_txns_max`` transactions or ``batch_delay_ms`` after its first one,
+   assigns consecutive positions and appends it to the sequencer log as one
+   synced write (group commit);
+3. once the write returns, the batch is durable: positions are handed back,
+   and the ReadLog streams send it to the shards;
+4. every participant shard streams back its part of the result; when all
+   parts are in, the client gets the assembled result. Past the client's
+   deadline it gets DEADLINE_EXCEEDED carrying the position instead: the log
+   has decided the outcome, which can be fetched later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import collections
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import grpc
+
+from ordo import errors, rpc, serve, wire
+from ordo.core import limits as L
+from ordo.core.partition import PARTITIONER, ShardMap
+from ordo.core.txn import Txn, TxnResult
+from ordo.v1 import coordinator_pb2 as cpb
+from ordo.v1 import coordinator_pb2_grpc, shard_pb2_grpc
+from ordo.v1 import shard_pb2 as spb
+from ordo.v1 import types_pb2 as pb
+from ordo.waiters import PositionWatch
+from coordinator.seqlog import LevelDBSequencerLog, SequencerLog
+
+log = logging.getLogger("ordo.coordinator")
+
+DEFAULT_WAIT_S = 30.0
+# Answer a little before the caller's deadline, so the answer (with the
+# position) arrives instead of a bare DEADLINE_EXCEEDED from gRPC.
+DEADLINE_MARGIN_S = 0.05
+RECENT_BATCHES_MAX = 256  # batches kept in memory for live log readers
+
+
+@dataclass(slots=True)
+class CoordinatorConfig:
+    listen: str
+    data_dir: str
+    shards: list[str]
+    batch_txns_max: int = L.BATCH_TXNS_MAX
+    batch_delay_ms: float = L.BATCH_DELAY_MS
+    limits: L.Limits = field(default_factory=L.Limits)
+
+
+@dataclass(slots=True)
+class _Submit:
+    request_id: str
+    txn_pb: pb.Txn
+    txn: Txn
+    size: int
+    wants_result: bool
+    position: asyncio.Future[int]
+
+
+@dataclass(slots=True)
+class _Pending:
+    request_id: str
+    participants: list[int]
+    parts: dict[int, pb.ShardResult] = field(default_factory=dict)
+    future: asyncio.Future[TxnResult] | None = None
+    waiters: int = 0
+
+
+class Coordinator(
+    coordinator_pb2_grpc.CoordinatorServiceServicer, coordinator_pb2_grpc.SequencerServiceServicer
+):
+    def __init__(self, config: CoordinatorConfig, seqlog: SequencerLog | None = None) -> None:
+        assert config.shards, "a cluster has at least one shard"
+        assert 1 <= config.batch_txns_max <= L.SUBMIT_QUEUE_MAX
+        self.config = config
+        self.limits = config.limits
+        self.seqlog: SequencerLog = seqlog or LevelDBSequencerLog(config.data_dir)
+        self.shard_map = ShardMap(len(config.shards))
+        self.tail = PositionWatch(self.seqlog.tail())
+        self.queue: collections.deque[_Submit] = collections.deque()
+        self.queue_bytes = 0
+        self.work = asyncio.Event()
+        self.inflight: dict[str, _Submit] = {}
+        self.pending: dict[int, _Pending] = {}
+        # Live readers take batches from here instead of LevelDB.
+        self.recent: collections.deque[tuple[int, cpb.ReadLogResponse]] = collections.deque(
+            maxlen=RECENT_BATCHES_MAX
+        )
+        self.channels = [rpc.channel(address) for address in config.shards]
+        self.shard_stubs = [shard_pb2_grpc.ShardServiceStub(ch) for ch in self.channels]
+        self.server = rpc.Server(
+            config.listen, ["ordo.v1.CoordinatorService", "ordo.v1.SequencerService"]
+        )
+        coordinator_pb2_grpc.add_CoordinatorServiceServicer_to_server(self, self.server.server)
+        coordinator_pb2_grpc.add_SequencerServiceServicer_to_server(self, self.server.server)
+        self.tasks: list[asyncio.Task[None]] = []
+        self.closing = False
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        await self._init_shard_map()
+        await self.server.start()
+        self.tasks.append(serve.critical_task(self._sequence_loop(), "sequencer"))
+        start = self.tail.position + 1
+        for shard in range(self.shard_map.shard_count):
+            self.tasks.append(
+                serve.critical_task(self._collect_results(shard, start), f"results-{shard}")
+            )
+        await self.server.set_serving(True)
+        log.info("coordinator serving on %s, tail %d, %d shards", self.config.listen,
+                 self.tail.position, self.shard_map.shard_count)
+
+    async def _init_shard_map(self) -> None:
+        if self.seqlog.tail() == 0:
+            entry = pb.LogEntry(position=1)
+            entry.shard_map.shard_count = self.shard_map.shard_count
+            entry.shard_map.partitioner = PARTITIONER
+            await asyncio.to_thread(self.seqlog.append, pb.LogBatch(entries=[entry]))
+            self.tail.advance(1)
+            return
+        first = self.seqlog.read(1, 1)
+        if first and first[0].HasField("shard_map"):
+            logged = first[0].shard_map.shard_count
+            if logged != self.shard_map.shard_count:
+                raise SystemExit(
+                    f"the log's shard map has {logged} shards, but {self.shard_map.shard_count} "
+                    "shard addresses are configured"
+                )
+
+    async def stop(self) -> None:
+        """Drain: stop accepting, let the open batch be written, then close."""
+        self.closing = True
+        await self.server.set_serving(False)
+        deadline = time.monotonic() + 5.0
+        while (self.queue or self.inflight) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        await self.server.stop(1.0)
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+        for ch in self.channels:
+            await ch.close()
+        self.seqlog.close()
+
+    # ----------------------------------------------------------- sequencing
+
+    async def _sequence_loop(self) -> None:
+        delay_s = self.config.batch_delay_ms / 1000
+        txns_max = self.config.batch_txns_max
+        while True:
+            while not self.queue:
+                self.work.clear()
+                await self.work.wait()
+            if len(self.queue) < txns_max and delay_s > 0:
+                # Linger so the batch fills; a full batch goes at once.
+                deadline = time.monotonic() + delay_s
+                while len(self.queue) < txns_max:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self.work.clear()
+                    try:
+                        await asyncio.wait_for(self.work.wait(), left)
+                    except TimeoutError:
+                        break
+            await self._write_batch(txns_max)
+
+    async def _write_batch(self, txns_max: int) -> None:
+        taken: list[_Submit] = []
+        batch = pb.LogBatch()
+        position = self.seqlog.tail()
+        size = 0
+        while self.queue and len(taken) < txns_max:
+            submit = self.queue[0]
+            if taken and size + submit.size > L.BATCH_BYTES_MAX:
+                break
+            self.queue.popleft()
+            self.queue_bytes -= submit.size
+            size += submit.size
+            position += 1
+            entry = batch.entries.add(position=position, request_id=submit.request_id)
+            entry.txn.CopyFrom(submit.txn_pb)
+            taken.append(submit)
+            if submit.wants_result:
+                self.pending[position] = _Pending(
+                    submit.request_id,
+                    self.shard_map.participants(submit.txn),
+                    future=asyncio.get_running_loop().create_future(),
+                )
+        try:
+            await asyncio.to_thread(self.seqlog.append, batch)
+        except Exception as error:  # the log is unusable: fail loudly, lose nothing silently
+            log.exception("sequencer log append failed")
+            for submit in taken:
+                self.inflight.pop(submit.request_id, None)
+                if not submit.position.done():
+                    submit.position.set_exception(
+                        errors.Unavailable(f"sequencer log append failed: {error}")
+                    )
+            raise
+        first = batch.entries[0].position
+        self.recent.append((first, cpb.ReadLogResponse(batch=batch)))
+        for entry, submit in zip(batch.entries, taken, strict=True):
+            self.inflight.pop(submit.request_id, None)
+            if not submit.position.done():
+                submit.position.set_result(entry.position)
+        self.tail.advance(position)
+
+    # -------------------------------------------------------------- results
+
+    async def _collect_results(self, shard: int, start: int) -> None:
+        next_position = start
+        backoff_s = 0.05
+        while True:
+            try:
+                stream = self.shard_stubs[shard].StreamResults(
+                    spb.StreamResultsRequest(from_position=next_position)
+                )
+                async for message in stream:
+                    backoff_s = 0.05
+                    for result in message.results:
+                        self._deliver(shard, result)
+                        next_position = max(next_position, result.position + 1)
+                    next_position = max(next_position, message.applied_position + 1)
+            except grpc.aio.AioRpcError as error:
+                log.debug("results stream from shard %d broke: %s", shard, error.code().name)
+            await asyncio.sleep(backoff_s)
+            backoff_s = min(1.0, backoff_s * 2)
+
+    def _deliver(self, shard: int, result: pb.ShardResult) -> None:
+        pending = self.pending.get(result.position)
+        if pending is None:
+            return
+        pending.parts[shard] = result
+        if len(pending.parts) == len(pending.participants):
+            del self.pending[result.position]
+            parts = [pending.parts[s] for s in pending.participants]
+            assert pending.future is not None
+            if pending.future.done():
+                return
+            try:
+                merged = wire.merge_shard_results(result.position, pending.request_id, parts)
+            except AssertionError as error:
+                log.error("DETERMINISM VIOLATION: %s", error)
+                pending.future.set_exception(errors.Internal(str(error)))
+                return
+            pending.future.set_result(merged)
+
+    async def _result_for(self, position: int, timeout_s: float) -> TxnResult:
+        pending = self.pending.get(position)
+        if pending is not None and pending.future is not None:
+            pending.waiters += 1
+            try:
+                return await asyncio.wait_for(asyncio.shield(pending.future), timeout_s)
+            except TimeoutError:
+                raise errors.DeadlineExceeded(
+                    f"transaction logged at position {position} but not yet applied by every "
+                    "shard; fetch its result later",
+                    position=position,
+                ) from None
+            finally:
+                pending.waiters -= 1
+                if pending.waiters == 0 and not pending.future.done():
+                    # Nobody waits any more: stop holding it in memory. A
+                    # later lookup reads the shards' stored results.
+                    self.pending.pop(position, None)
+        return await self._fetch_result(position, timeout_s)
+
+    async def _fetch_result(self, position: int, timeout_s: float) -> TxnResult:
+        entries = await asyncio.to_thread(self.seqlog.read, position, 1)
+        if not entries or entries[0].position != position:
+            raise errors.NotFound(f"no log entry at position {position}")
+        entry = entries[0]
+        if not entry.HasField("txn"):
+            raise errors.NotFound(f"position {position} holds no transaction")
+        txn = wire.txn_from_pb_trusted(entry.txn)
+        participants = self.shard_map.participants(txn)
+        calls = [
+            self.shard_stubs[s].GetShardResult(
+                spb.GetShardResultRequest(position=position), timeout=max(timeout_s, 0.001)
+            )
+            for s in participants
+        ]
+        try:
+            responses = await asyncio.gather(*calls)
+        except grpc.aio.AioRpcError as error:
+            if error.code() in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE):
+                raise errors.DeadlineExceeded(
+                    f"transaction logged at position {position}; its outcome is not available "
+                    f"yet ({error.code().name})",
+                    position=position,
+                ) from None
+            raise errors.from_rpc_error(error) from None
+        parts = [r.result for r in responses]
+        return wire.merge_shard_results(position, entry.request_id, parts)
+
+    # ---------------------------------------------------------------- RPCs
+
+    @rpc.unary
+    async def Submit(
+        self, request: cpb.SubmitRequest, context: grpc.aio.ServicerContext
+    ) -> cpb.SubmitResponse:
+        if self.closing:
+            raise errors.Unavailable("coordinator is shutting down")
+        txn = wire.validate_txn(request.txn, self.limits, self.shard_map)
+        if request.wait not in cpb.WaitFor.values():
+            raise errors.InvalidArgument(f"unknown wait mode {request.wait}", field="wait")
+        wants_result = request.wait != cpb.WAIT_FOR_LOGGED
+        request_id = request.request_id or uuid.uuid4().hex
+        if len(request_id.encode()) > self.limits.request_id_bytes_max:
+            raise errors.InvalidArgument("request id is too long", field="request_id")
+        timeout_s = rpc.deadline_s(context, DEFAULT_WAIT_S) - DEADLINE_MARGIN_S
+
+        duplicate = True
+        submit = self.inflight.get(request_id)
+        if submit is not None:
+            if submit.txn != txn:
+                raise _reused(request_id)
+            position = await asyncio.shield(submit.position)
+        else:
+            logged = self.seqlog.position_of(request_id)
+            if logged is not None:
+                position = logged
+                await self._check_same_txn(position, request_id, txn)
+            else:
+                duplicate = False
+                position = await self._enqueue(request_id, request.txn, txn, wants_result)
+        response = cpb.SubmitResponse(position=position, duplicate=duplicate)
+        if wants_result:
+            result = await self._result_for(position, timeout_s)
+            wire.result_to_pb(result, response.result)
+        return response
+
+    async def _enqueue(self, request_id: str, txn_pb: pb.Txn, txn: Txn, wants_result: bool) -> int:
+        if len(self.queue) >= L.SUBMIT_QUEUE_MAX:
+            raise errors.ResourceExhausted(
+                f"{len(self.queue)} transactions wait to be sequenced", retry_after_s=0.05
+            )
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        submit = _Submit(request_id, txn_pb, txn, txn_pb.ByteSize(), wants_result, future)
+        self.inflight[request_id] = submit
+        self.queue.append(submit)
+        self.queue_bytes += submit.size
+        self.work.set()
+        return await asyncio.shield(future)
+
+    async def _check_same_txn(self, position: int, request_id: str, txn: Txn) -> None:
+        entries = await asyncio.to_thread(self.seqlog.read, position, 1)
+        if entries and entries[0].HasField("txn"):
+            if wire.txn_from_pb_trusted(entries[0].txn) != txn:
+                raise _reused(request_id)
+
+    @rpc.unary
+    async def Tail(self, request: cpb.TailRequest, context: grpc.aio.ServicerContext) -> cpb.TailResponse:
+        return cpb.TailResponse(position=self.tail.position)
+
+    @rpc.unary
+    async def GetResult(
+        self, request: cpb.GetResultRequest, context: grpc.aio.ServicerContext
+    ) -> cpb.GetResultResponse:
+        which = request.WhichOneof("by")
+        if which == "request_id":
+            position = self.seqlog.position_of(request.request_id)
+            if position is None:
+                raise errors.NotFound(f"no transaction with request id {request.request_id!r}")
+        elif which == "position":
+            position = request.position
+            if position == 0 or position > self.tail.position:
+                raise errors.NotFound(f"no log entry at position {position}")
+        else:
+            raise errors.InvalidArgument("give a request id or a position", field="by")
+        timeout_s = rpc.deadline_s(context, DEFAULT_WAIT_S) - DEADLINE_MARGIN_S
+        result = await self._result_for(position, timeout_s)
+        return cpb.GetResultResponse(result=wire.result_to_pb(result))
+
+    @rpc.unary
+    async def ClusterInfo(
+        self, request: cpb.ClusterInfoRequest, context: grpc.aio.ServicerContext
+    ) -> cpb.ClusterInfoResponse:
+        response = cpb.ClusterInfoResponse()
+        response.shard_map.shard_count = self.shard_map.shard_count
+        response.shard_map.partitioner = self.shard_map.partitioner
+        for shard, address in enumerate(self.config.shards):
+            response.shards.add(shard=shard, address=address)
+        return response
+
+    @rpc.unary
+    async def Status(
+        self, request: cpb.StatusRequest, context: grpc.aio.ServicerContext
+    ) -> cpb.StatusResponse:
+        tail = self.tail.position
+        response = cpb.StatusResponse(tail=tail)
+
+        async def one(shard: int) -> cpb.ShardStatus:
+            status = cpb.ShardStatus(shard=shard, address=self.config.shards[shard])
+            try:
+                reply = await self.shard_stubs[shard].ShardStatus(
+                    spb.ShardStatusRequest(), timeout=1.0
+                )
+            except grpc.aio.AioRpcError as error:
+                status.error = error.code().name
+                return status
+            status.reachable = True
+            status.applied_position = reply.applied_position
+            status.lag = max(0, tail - reply.applied_position)
+            status.digest = reply.digest
+            return status
+
+        response.shards.extend(
+            await asyncio.gather(*(one(s) for s in range(self.shard_map.shard_count)))
+        )
+        return response
+
+    # --------------------------------------------------------- log readers
+
+    async def ReadLog(
+        self, request: cpb.ReadLogRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[cpb.ReadLogResponse]:
+        position = max(1, request.from_position)
+        while True:
+            if position > self.tail.position:
+                await self.tail.wait(position, None)
+            message = self._from_recent(position)
+            if message is None:
+                entries = await asyncio.to_thread(
+                    self.seqlog.read, position, L.LOG_STREAM_BATCH_ENTRIES_MAX
+                )
+                assert entries, f"durable position {position} is missing from the log"
+                message = cpb.ReadLogResponse()
+                message.batch.entries.extend(entries)
+            yield message
+            position = message.batch.entries[-1].position + 1
+
+    def _from_recent(self, position: int) -> cpb.ReadLogResponse | None:
+        recent = self.recent
+        if not recent or position < recent[0][0]:
+            return None
+        i = bisect.bisect_right(recent, position, key=lambda item: item[0]) - 1
+        first, message = recent[i]
+        if first == position:
+            return message
+        trimmed = cpb.ReadLogResponse()
+        trimmed.batch.entries.extend(
+            e for e in message.batch.entries if e.position >= position
+        )
+        return trimmed if trimmed.batch.entries else None
+
+
+def _reused(request_id: str) -> errors.FailedPrecondition:
+    return errors.FailedPrecondition(
+        f"request id {request_id!r} was already used for a different transaction"
+    )

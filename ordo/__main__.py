@@ -1,0 +1,5 @@
+import sys
+
+from ordo.cli import main
+
+sys.exit(main())

@@ -1,0 +1,378 @@
+"""The ``ordo`` command: services (coordinator, shard, dev) and a terminal client."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+from typing import Any
+
+DEFAULT_ADDRESS = "127.0.0.1:7400"
+
+
+# ------------------------------------------------------------------ config
+
+
+def _with_config(args: argparse.Namespace, section: str, defaults: dict[str, Any]) -> None:
+    """Fill unset flags from the TOML config file (its [section] or top level), then defaults.
+
+    Flags beat the config file; the config file beats built-in defaults.
+    """
+    config: dict[str, Any] = {}
+    if getattr(args, "config", None):
+        with open(args.config, "rb") as f:
+            data = tomllib.load(f)
+        config = data.get(section, data)
+    for name, default in defaults.items():
+        if getattr(args, name, None) in (None, []):
+            setattr(args, name, config.get(name, default))
+
+
+def _common_service_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="TOML config file; flags override it")
+    p.add_argument("--log-level", default=None)
+    p.add_argument("--log-format", choices=["text", "json"], default=None)
+
+
+# ---------------------------------------------------------------- services
+
+
+def cmd_coordinator(args: argparse.Namespace) -> int:
+    from coordinator.service import Coordinator, CoordinatorConfig
+    from ordo import serve
+    from ordo.core import limits as L
+
+    _with_config(args, "coordinator", {
+        "listen": DEFAULT_ADDRESS, "data": "data/coordinator", "shard": [],
+        "batch_txns_max": L.BATCH_TXNS_MAX, "batch_delay_ms": L.BATCH_DELAY_MS,
+        "log_level": "info", "log_format": "text",
+    })
+    if not args.shard:
+        print("ordo coordinator: give each shard's address with --shard", file=sys.stderr)
+        return 2
+    serve.setup_logging(args.log_level, args.log_format)
+    os.makedirs(args.data, exist_ok=True)
+    config = CoordinatorConfig(
+        listen=args.listen, data_dir=args.data, shards=list(args.shard),
+        batch_txns_max=int(args.batch_txns_max), batch_delay_ms=float(args.batch_delay_ms),
+    )
+    return serve.run(lambda: Coordinator(config))
+
+
+def cmd_shard(args: argparse.Namespace) -> int:
+    from ordo import serve
+    from shard.service import Shard, ShardConfig
+
+    _with_config(args, "shard", {
+        "id": 0, "listen": "127.0.0.1:7401", "data": "data/shard-0",
+        "coordinator": DEFAULT_ADDRESS, "peer": [], "sync": True,
+        "log_level": "info", "log_format": "text",
+    })
+    if not args.peer:
+        print("ordo shard: give every shard's address, in shard order, with --peer",
+              file=sys.stderr)
+        return 2
+    serve.setup_logging(args.log_level, args.log_format)
+    os.makedirs(args.data, exist_ok=True)
+    config = ShardConfig(
+        shard=int(args.id), listen=args.listen, data_dir=args.data,
+        coordinator=args.coordinator, peers=list(args.peer), sync=bool(args.sync),
+    )
+    return serve.run(lambda: Shard(config))
+
+
+def _set_pdeathsig() -> None:
+    """Children of `ordo dev` die with it, even if it is killed with SIGKILL."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+def dev_commands(shards: int, data: str, host: str, port: int) -> list[list[str]]:
+    """The command lines of a local cluster: a coordinator and N shards."""
+    exe = [sys.executable, "-m", "ordo"]
+    coordinator = f"{host}:{port}"
+    peers = [f"{host}:{port + 1 + i}" for i in range(shards)]
+    cmds = [exe + ["coordinator", "--listen", coordinator,
+                   "--data", os.path.join(data, "coordinator")]
+            + [a for p in peers for a in ("--shard", p)]]
+    for i, address in enumerate(peers):
+        cmds.append(exe + ["shard", "--id", str(i), "--listen", address,
+                           "--data", os.path.join(data, f"shard-{i}"),
+                           "--coordinator", coordinator]
+                    + [a for p in peers for a in ("--peer", p)])
+    return cmds
+
+
+def wait_serving(addresses: list[str], timeout_s: float) -> bool:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    deadline = time.monotonic() + timeout_s
+    for address in addresses:
+        with grpc.insecure_channel(address) as ch:
+            stub = health_pb2_grpc.HealthStub(ch)
+            while True:
+                try:
+                    reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=0.5)
+                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                        break
+                except grpc.RpcError:
+                    pass
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(0.05)
+    return True
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    os.makedirs(args.data, exist_ok=True)
+    cmds = dev_commands(args.shards, args.data, args.host, args.port)
+    procs = [subprocess.Popen(c, preexec_fn=_set_pdeathsig) for c in cmds]
+    stopping = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    addresses = [f"{args.host}:{args.port + i}" for i in range(args.shards + 1)]
+    if wait_serving(addresses, 60.0):
+        print(f"ordo ready: {addresses[0]}", flush=True)
+    else:
+        print("ordo dev: services did not become ready", file=sys.stderr, flush=True)
+        stopping = True
+    code = 0
+    while not stopping:
+        for p in procs:
+            if p.poll() is not None:
+                print(f"ordo dev: {' '.join(p.args[3:5])} exited with {p.returncode}",
+                      file=sys.stderr, flush=True)
+                stopping, code = True, 1
+        time.sleep(0.2)
+    # Shards first, so the coordinator is last to go and they drain against it.
+    for p in reversed(procs):
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+            code = 1
+    return code
+
+
+# ------------------------------------------------------------------ client
+
+
+def _parse_value(text: str, kind: str) -> Any:
+    if kind == "int":
+        return int(text)
+    if kind == "bytes":
+        return text.encode()
+    if kind == "json":
+        return _json_to_value(json.loads(text))
+    return text
+
+
+def _json_to_value(obj: Any) -> Any:
+    """JSON to an ordo value: numbers are ints, strings text, {"bytes": b64} bytes."""
+    if isinstance(obj, dict) and set(obj) == {"bytes"}:
+        return base64.b64decode(obj["bytes"])
+    if isinstance(obj, list):
+        return [_json_to_value(x) for x in obj]
+    if isinstance(obj, bool) or not isinstance(obj, (int, str)):
+        raise ValueError(f"not an ordo value: {obj!r}")
+    return obj
+
+
+def _value_to_json(value: Any) -> Any:
+    if isinstance(value, bytes):
+        try:
+            return {"bytes": base64.b64encode(value).decode(), "text": value.decode()}
+        except UnicodeDecodeError:
+            return {"bytes": base64.b64encode(value).decode()}
+    if isinstance(value, list):
+        return [_value_to_json(v) for v in value]
+    return value
+
+
+def _key_out(key: Any) -> Any:
+    return key.decode("utf-8", "backslashreplace") if isinstance(key, bytes) else key
+
+
+def _txn_from_json(doc: dict[str, Any]) -> dict[str, Any]:
+    import ordo
+
+    targets = {"value": ordo.value, "int_value": ordo.int_value, "version": ordo.version,
+               "exists": ordo.exists}
+    operators = {"=": "__eq__", "==": "__eq__", "!=": "__ne__", "<": "__lt__", "<=": "__le__",
+                 ">": "__gt__", ">=": "__ge__"}
+    when = []
+    for c in doc.get("when", []):
+        operand = targets[c.get("target", "value")](c["key"])
+        when.append(getattr(operand, operators[c.get("op", "=")])(_json_to_value(c["value"])))
+
+    def op(o: dict[str, Any]) -> Any:
+        kind = o["op"]
+        if kind in ("get", "delete"):
+            return getattr(ordo, kind)(o["key"])
+        if kind == "range":
+            return ordo.range(o["key"], o.get("limit", 0))
+        return getattr(ordo, kind)(o["key"], _json_to_value(o["value"]))
+
+    return {"when": when, "then": [op(o) for o in doc.get("then", [])],
+            "otherwise": [op(o) for o in doc.get("otherwise", [])]}
+
+
+def _print_result(result: Any) -> None:
+    out: dict[str, Any] = {"position": result.position, "request_id": result.request_id}
+    if result.applied:
+        out["succeeded"] = result.succeeded
+        if result.values:
+            out["values"] = {_key_out(k): _value_to_json(v) for k, v in result.values.items()}
+        if result.ranges:
+            out["ranges"] = {
+                _key_out(p): [{"key": _key_out(i.key), "value": _value_to_json(i.value),
+                               "version": i.version} for i in items]
+                for p, items in result.ranges.items()
+            }
+        if result.aborted:
+            out["aborted"] = {"reason": result.abort_reason, "message": result.abort_message}
+    else:
+        out["applied"] = False
+    print(json.dumps(out))
+
+
+def _client(args: argparse.Namespace) -> Any:
+    import ordo
+
+    return ordo.Client(args.address, timeout=args.timeout)
+
+
+def cmd_put(args: argparse.Namespace) -> int:
+    with _client(args) as db:
+        _print_result(db.put(args.key, _parse_value(args.value, args.type)))
+    return 0
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    with _client(args) as db:
+        item = db.get_item(args.key, min_position=args.min_position)
+    print(json.dumps({"key": args.key, "value": _value_to_json(item.value),
+                      "version": item.version}))
+    return 0 if item.value is not None else 1
+
+
+def cmd_txn(args: argparse.Namespace) -> int:
+    text = sys.stdin.read() if args.json == "-" else args.json
+    spec = _txn_from_json(json.loads(text))
+    with _client(args) as db:
+        _print_result(db.txn(**spec, wait=args.wait))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    with _client(args) as db:
+        status = db.status()
+    print(f"tail {status.tail}")
+    print(f"{'shard':>5}  {'address':<22} {'applied':>10} {'lag':>8}  digest")
+    for s in status.shards:
+        if s.reachable:
+            print(f"{s.shard:>5}  {s.address:<22} {s.applied_position:>10} {s.lag:>8}  "
+                  f"{s.digest.hex()[:16]}")
+        else:
+            print(f"{s.shard:>5}  {s.address:<22} {'down':>10} {'-':>8}  ({s.error})")
+    return 0
+
+
+# -------------------------------------------------------------------- main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ordo", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("coordinator", help="run the coordinator (sequencer log)")
+    p.add_argument("--listen")
+    p.add_argument("--data", help="data directory")
+    p.add_argument("--shard", action="append", default=[],
+                   help="a shard's address; repeat, in shard order")
+    p.add_argument("--batch-txns-max", type=int)
+    p.add_argument("--batch-delay-ms", type=float)
+    _common_service_flags(p)
+    p.set_defaults(func=cmd_coordinator)
+
+    p = sub.add_parser("shard", help="run one shard")
+    p.add_argument("--id", type=int)
+    p.add_argument("--listen")
+    p.add_argument("--data", help="data directory")
+    p.add_argument("--coordinator", help="the coordinator's address")
+    p.add_argument("--peer", action="append", default=[],
+                   help="every shard's address (this one too); repeat, in shard order")
+    p.add_argument("--no-sync", dest="sync", action="store_false", default=None,
+                   help="do not fsync applied batches (the log is still durable)")
+    _common_service_flags(p)
+    p.set_defaults(func=cmd_shard)
+
+    p = sub.add_parser("dev", help="run a local cluster: a coordinator and N shards")
+    p.add_argument("--shards", type=int, default=3)
+    p.add_argument("--data", default="data")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=7400)
+    p.set_defaults(func=cmd_dev)
+
+    def client_parser(name: str, help_text: str) -> argparse.ArgumentParser:
+        q = sub.add_parser(name, help=help_text)
+        q.add_argument("--address", default=os.environ.get("ORDO_ADDRESS", DEFAULT_ADDRESS))
+        q.add_argument("--timeout", type=float, default=10.0)
+        return q
+
+    p = client_parser("put", "write a key")
+    p.add_argument("key")
+    p.add_argument("value")
+    p.add_argument("--type", choices=["text", "int", "bytes", "json"], default="text")
+    p.set_defaults(func=cmd_put)
+
+    p = client_parser("get", "read a key")
+    p.add_argument("key")
+    p.add_argument("--min-position", type=int, default=0)
+    p.set_defaults(func=cmd_get)
+
+    p = client_parser("txn", "run a transaction given as JSON (or - for stdin)")
+    p.add_argument("json")
+    p.add_argument("--wait", choices=["applied", "logged"], default="applied")
+    p.set_defaults(func=cmd_txn)
+
+    p = client_parser("status", "tail, and each shard's applied position and lag")
+    p.set_defaults(func=cmd_status)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:
+        from ordo.errors import OrdoError
+
+        if isinstance(error, OrdoError):
+            print(f"ordo: {type(error).__name__}: {error}", file=sys.stderr)
+            return 1
+        raise

@@ -1,0 +1,73 @@
+"""Routing keys to shards.
+
+A key routes by a hash of its hash tag (the part inside its first ``{...}``,
+as in Redis Cluster) when it has a non-empty one, else of the whole key, so
+``doc:{42}:title`` and ``doc:{42}:body`` live on one shard. The hash is
+BLAKE2b, never Python's ``hash()``, whose value changes per process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from ordo.core.txn import OpType, Txn
+
+PARTITIONER = "blake2b64-mod"
+
+
+def hash_tag(key: bytes) -> bytes | None:
+    """The non-empty part inside the key's first ``{...}``, if any."""
+    start = key.find(b"{")
+    if start < 0:
+        return None
+    end = key.find(b"}", start + 1)
+    if end < 0 or end == start + 1:
+        return None
+    return key[start + 1 : end]
+
+
+def _slot(data: bytes) -> int:
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
+
+
+@dataclass(frozen=True, slots=True)
+class ShardMap:
+    shard_count: int
+    partitioner: str = PARTITIONER
+
+    def __post_init__(self) -> None:
+        assert self.shard_count >= 1
+        assert self.partitioner == PARTITIONER, self.partitioner
+
+    def shard_for_key(self, key: bytes) -> int:
+        if self.shard_count == 1:
+            return 0
+        tag = hash_tag(key)
+        return _slot(key if tag is None else tag) % self.shard_count
+
+    def shard_for_prefix(self, prefix: bytes) -> int | None:
+        """The one shard that holds every key with ``prefix``, if there is one.
+
+        Every key that starts with a prefix containing a complete, non-empty
+        hash tag has that same first tag, so they share a shard.
+        """
+        if self.shard_count == 1:
+            return 0
+        tag = hash_tag(prefix)
+        if tag is None:
+            return None
+        return _slot(tag) % self.shard_count
+
+    def owner(self, txn_key: bytes, op_type: OpType | None) -> int:
+        if op_type is OpType.RANGE:
+            shard = self.shard_for_prefix(txn_key)
+            assert shard is not None, "RANGE prefixes are validated at the edge"
+            return shard
+        return self.shard_for_key(txn_key)
+
+    def participants(self, txn: Txn) -> list[int]:
+        """Sorted ids of the shards that own any key the transaction names."""
+        shards = {self.shard_for_key(cmp.key) for cmp in txn.compares}
+        shards.update(self.owner(op.key, op.type) for op in txn.ops())
+        return sorted(shards)  # ints: sorted, so set order never leaks

@@ -1,0 +1,123 @@
+"""gRPC plumbing shared by the services: error mapping, servers, channels.
+
+Handlers raise :mod:`ordo.errors` classes; :func:`unary` and
+:func:`server_stream` map them to status codes in one place.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from ordo import errors
+from ordo.core.limits import GRPC_MESSAGE_BYTES_MAX
+
+log = logging.getLogger("ordo.rpc")
+
+T = TypeVar("T")
+
+CHANNEL_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.max_send_message_length", GRPC_MESSAGE_BYTES_MAX),
+    ("grpc.max_receive_message_length", GRPC_MESSAGE_BYTES_MAX),
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+    # Reconnect quickly after a peer restarts (the default backoff reaches 120 s).
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1_000),
+]
+
+SERVER_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.max_send_message_length", GRPC_MESSAGE_BYTES_MAX),
+    ("grpc.max_receive_message_length", GRPC_MESSAGE_BYTES_MAX),
+    # Two processes must never share a port: a restarted service that cannot
+    # bind should fail loudly, not split traffic with a stale one.
+    ("grpc.so_reuseport", 0),
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+]
+
+
+async def _abort(context: grpc.aio.ServicerContext, error: errors.OrdoError) -> None:
+    await context.abort(error.code, error.message, trailing_metadata=errors.to_grpc_metadata(error))
+
+
+def unary(
+    fn: Callable[[Any, Any, grpc.aio.ServicerContext], Awaitable[T]],
+) -> Callable[[Any, Any, grpc.aio.ServicerContext], Awaitable[T]]:
+    @functools.wraps(fn)
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> T:
+        try:
+            return await fn(self, request, context)
+        except errors.OrdoError as error:
+            await _abort(context, error)
+            raise AssertionError("unreachable") from error
+
+    return wrapper
+
+
+def server_stream(
+    fn: Callable[[Any, Any, grpc.aio.ServicerContext], AsyncIterator[T]],
+) -> Callable[[Any, Any, grpc.aio.ServicerContext], AsyncIterator[T]]:
+    @functools.wraps(fn)
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[T]:
+        try:
+            async for item in fn(self, request, context):
+                yield item
+        except errors.OrdoError as error:
+            await _abort(context, error)
+
+    return wrapper
+
+
+def deadline_s(context: grpc.aio.ServicerContext, default_s: float) -> float:
+    """Seconds left before the caller's deadline (``default_s`` without one)."""
+    remaining = context.time_remaining()
+    return default_s if remaining is None else max(0.0, remaining)
+
+
+class Server:
+    """An aio gRPC server with health checking and reflection."""
+
+    def __init__(self, address: str, service_names: Sequence[str]) -> None:
+        self.address = address
+        self.server = grpc.aio.server(options=SERVER_OPTIONS)
+        self.health = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        names = list(service_names) + [health.SERVICE_NAME, reflection.SERVICE_NAME]
+        reflection.enable_server_reflection(names, self.server)
+        self.service_names = list(service_names)
+
+    async def start(self) -> None:
+        port = self.server.add_insecure_port(self.address)
+        if port == 0:
+            raise RuntimeError(f"cannot listen on {self.address}")
+        await self.server.start()
+
+    async def set_serving(self, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ["", *self.service_names]:
+            result = self.health.set(name, status)
+            if result is not None:
+                await result
+
+    async def stop(self, grace_s: float) -> None:
+        await self.server.stop(grace_s)
+
+
+def channel(address: str) -> grpc.aio.Channel:
+    return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)

@@ -1,0 +1,185 @@
+"""A shard's LevelDB database: MVCC versions, shard log, results, metadata.
+
+Key spaces (one database per process)::
+
+    v <escaped key> 00 01 <position:8>  ->  encoded value (tag 0 = deleted)
+    g <position:8>                      ->  LogEntry (this shard's log)
+    r <position:8>                      ->  ShardResult
+    m <name>                            ->  metadata: applied, digest, shard_map
+
+Escaping doubles every 00 byte as 00 FF, so key order and prefix order are
+kept and ``00 01`` ends every key. Reads see the unflushed overlay first: the
+entries the applier has applied but not yet written in one batch.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable
+
+import plyvel
+
+from ordo.core import values as V
+from ordo.core.apply import GENESIS_DIGEST
+from ordo.core.txn import KeyValue, Versioned
+
+_POS = struct.Struct(">Q")
+_END = b"\x00\x01"
+VERSIONS = b"v"
+LOG = b"g"
+RESULTS = b"r"
+META = b"m"
+META_APPLIED = META + b"applied"
+META_DIGEST = META + b"digest"
+META_SHARD_MAP = META + b"shard_map"
+
+
+def escape(key: bytes) -> bytes:
+    return key.replace(b"\x00", b"\x00\xff")
+
+
+def unescape(data: bytes) -> bytes:
+    return data.replace(b"\x00\xff", b"\x00")
+
+
+def version_key(key: bytes, position: int) -> bytes:
+    return VERSIONS + escape(key) + _END + _POS.pack(position)
+
+
+def pos_key(space: bytes, position: int) -> bytes:
+    return space + _POS.pack(position)
+
+
+class Overlay:
+    """Applied but unflushed writes: key -> [(position, value)], ascending."""
+
+    def __init__(self) -> None:
+        self.versions: dict[bytes, list[tuple[int, V.Value | None]]] = {}
+
+    def add(self, position: int, writes: Iterable[tuple[bytes, V.Value | None]]) -> None:
+        for key, value in writes:
+            self.versions.setdefault(key, []).append((position, value))
+
+    def read_before(self, key: bytes, position: int) -> tuple[int, V.Value | None] | None:
+        for at, value in reversed(self.versions.get(key, ())):
+            if at < position:
+                return at, value
+        return None
+
+    def clear(self) -> None:
+        self.versions = {}
+
+
+class ShardStore:
+    def __init__(self, path: str) -> None:
+        self.db = plyvel.DB(path, create_if_missing=True)
+        self.overlay = Overlay()
+
+    def close(self) -> None:
+        self.db.close()
+
+    # ------------------------------------------------------------ metadata
+
+    def applied(self) -> int:
+        raw = self.db.get(META_APPLIED)
+        return 0 if raw is None else int(_POS.unpack(raw)[0])
+
+    def digest(self) -> bytes:
+        return self.db.get(META_DIGEST) or GENESIS_DIGEST
+
+    def shard_map_bytes(self) -> bytes | None:
+        return self.db.get(META_SHARD_MAP)
+
+    # ---------------------------------------------------------------- MVCC
+
+    def read_before(self, key: bytes, position: int) -> Versioned | None:
+        """The newest version of ``key`` at a position smaller than ``position``."""
+        hit = self.overlay.read_before(key, position)
+        if hit is None:
+            base = VERSIONS + escape(key) + _END
+            for _, raw in self.db.iterator(
+                start=base, stop=base + _POS.pack(position), reverse=True, include_key=True
+            ):
+                # The iterator is built per read; one item is all we need.
+                at = int(_POS.unpack(_[-8:])[0])
+                hit = (at, V.decode(raw))
+                break
+        if hit is None or hit[1] is None:
+            return None
+        return Versioned(hit[1], hit[0])
+
+    def scan_before(
+        self, prefix: bytes, position: int, limit: int
+    ) -> tuple[list[KeyValue], bool]:
+        """Keys starting with ``prefix``, each at its newest version before ``position``."""
+        found: dict[bytes, tuple[int, V.Value | None]] = {}
+        start = VERSIONS + escape(prefix)
+        current: bytes | None = None
+        best: tuple[int, V.Value | None] | None = None
+        for dbkey, raw in self.db.iterator(prefix=start):
+            body, at = dbkey[1:-8], int(_POS.unpack(dbkey[-8:])[0])
+            key = unescape(body[: -len(_END)])
+            if key != current:
+                if current is not None and best is not None:
+                    found[current] = best
+                current, best = key, None
+            if at < position:
+                best = (at, None) if raw == b"\x00" else (at, V.decode(raw))
+        if current is not None and best is not None:
+            found[current] = best
+        for key, versions in self.overlay.versions.items():
+            if key.startswith(prefix):
+                hit = self.overlay.read_before(key, position)
+                if hit is not None:
+                    found[key] = hit
+        out: list[KeyValue] = []
+        for key in sorted(found):
+            at, value = found[key]
+            if value is None:
+                continue
+            if len(out) == limit:
+                return out, True
+            out.append(KeyValue(key, value, at))
+        return out, False
+
+    # --------------------------------------------------------------- batch
+
+    def write_batch(
+        self,
+        writes: list[tuple[int, bytes, V.Value | None]],
+        log_entries: list[tuple[int, bytes]],
+        results: list[tuple[int, bytes]],
+        applied: int,
+        digest: bytes,
+        shard_map: bytes | None,
+        sync: bool,
+    ) -> None:
+        """Persist applied entries atomically: versions, log, results, metadata.
+
+        fsync point: with ``sync`` the batch is durable when this returns.
+        The shard reports results and its applied position only after that.
+        """
+        with self.db.write_batch(sync=sync) as batch:
+            for position, key, value in writes:
+                batch.put(version_key(key, position), V.encode(value))
+            for position, entry in log_entries:
+                batch.put(pos_key(LOG, position), entry)
+            for position, result in results:
+                batch.put(pos_key(RESULTS, position), result)
+            if shard_map is not None:
+                batch.put(META_SHARD_MAP, shard_map)
+            batch.put(META_APPLIED, _POS.pack(applied))
+            batch.put(META_DIGEST, digest)
+
+    def result(self, position: int) -> bytes | None:
+        return self.db.get(pos_key(RESULTS, position))
+
+    def results_from(self, position: int, upto: int) -> Iterable[tuple[int, bytes]]:
+        for key, raw in self.db.iterator(
+            start=pos_key(RESULTS, position), stop=pos_key(RESULTS, upto + 1)
+        ):
+            yield int(_POS.unpack(key[1:])[0]), raw
+
+    def log_entries(self) -> Iterable[tuple[int, bytes]]:
+        for key, raw in self.db.iterator(prefix=LOG):
+            yield int(_POS.unpack(key[1:])[0]), raw
