@@ -207,10 +207,8 @@ def _validate_ops(
                 raise InvalidArgument("append takes one scalar", field=f"{field}.value")
         elif o.HasField("value"):
             raise InvalidArgument(f"{kind.name.lower()} takes no value", field=f"{field}.value")
-        limit = o.limit if kind is OpType.RANGE else 0
-        if kind is OpType.RANGE and limit == 0:
-            limit = limits.range_keys_max
-        out.append(Op(kind, o.key, value, limit))
+        # A RANGE limit of 0 means RANGE_KEYS_MAX, applied in the core.
+        out.append(Op(kind, o.key, value, o.limit if kind is OpType.RANGE else 0))
     return tuple(out)
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 
 from ordo.core import values as V
-from ordo.core.limits import VALUE_BYTES_MAX
+from ordo.core.limits import RANGE_KEYS_MAX, VALUE_BYTES_MAX
 from ordo.core.values import Value
 
 
@@ -307,7 +307,9 @@ def _apply_op(
 def _range(
     index: int, op: Op, local: dict[bytes, Versioned | None], scan: Scanner
 ) -> OpResult:
-    limit = op.limit
+    # 0 means the largest answer; the constant, not a per-service setting,
+    # so that every shard computes the same result.
+    limit = op.limit or RANGE_KEYS_MAX
     pending = [key for key in local if key.startswith(op.key)]
     # Ask for enough stored keys that deletes in this transaction cannot
     # leave the answer short.

@@ -1,0 +1,187 @@
+"""A real cluster (`ordo dev` layout: a coordinator and 3 shards as processes)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+import uuid
+
+import pytest
+
+import ordo
+from ordo.core.partition import ShardMap
+from tests.conftest import Cluster
+
+pytestmark = pytest.mark.cluster
+
+ACCOUNTS = 12
+BALANCE = 100
+
+
+def _keys_on_distinct_shards(prefix: str, shards: int) -> list[str]:
+    """One key per shard, so a transaction over them touches every shard."""
+    shard_map = ShardMap(shards)
+    found: dict[int, str] = {}
+    i = 0
+    while len(found) < shards:
+        key = f"{prefix}{i}"
+        found.setdefault(shard_map.shard_for_key(key.encode()), key)
+        i += 1
+    return [found[s] for s in range(shards)]
+
+
+async def test_transfers_across_shards_keep_the_total(cluster: Cluster) -> None:
+    run = uuid.uuid4().hex[:6]
+    accounts = _keys_on_distinct_shards(f"acct:{run}:s", cluster.shards)
+    accounts += [f"acct:{run}:{i}" for i in range(ACCOUNTS - len(accounts))]
+    shard_map = ShardMap(cluster.shards)
+    assert len({shard_map.shard_for_key(a.encode()) for a in accounts}) == cluster.shards
+    async with ordo.connect(cluster.address) as setup:
+        await setup.txn(then=[ordo.put(a, BALANCE) for a in accounts])
+
+    stop = asyncio.Event()
+    committed = 0
+    snapshots: list[tuple[int, int, int]] = []
+
+    async def transfer(db: ordo.AsyncClient, rng: random.Random) -> None:
+        nonlocal committed
+        while not stop.is_set():
+            a, b = rng.sample(accounts, 2)
+            amount = rng.randint(1, 30)
+            r = await db.txn(
+                when=[ordo.value(a) >= amount],
+                then=[ordo.add(a, -amount), ordo.add(b, amount)],
+            )
+            committed += r.succeeded
+
+    async def audit(db: ordo.AsyncClient) -> None:
+        # A transaction of gets is a consistent read at its position.
+        while not stop.is_set():
+            r = await db.txn(then=[ordo.get(a) for a in accounts])
+            balances = [r.values[a] for a in accounts]
+            snapshots.append((r.position, sum(balances), min(balances)))
+
+    clients = [ordo.connect(cluster.address) for _ in range(4)]
+    for c in clients:
+        await c.connect()
+    try:
+        workers = [
+            asyncio.create_task(transfer(clients[i % 4], random.Random(i))) for i in range(24)
+        ]
+        workers.append(asyncio.create_task(audit(clients[0])))
+        await asyncio.sleep(4)
+        stop.set()
+        await asyncio.gather(*workers)
+        tail = await clients[1].tail()
+        final = [await clients[2].get(a, min_position=tail) for a in accounts]
+    finally:
+        for c in clients:
+            await c.close()
+    assert committed > 50, "transfers made progress"
+    assert snapshots, "audits ran"
+    for position, total, lowest in snapshots:
+        assert total == ACCOUNTS * BALANCE, f"total {total} at position {position}"
+        assert lowest >= 0, f"negative balance at position {position}"
+    assert sum(final) == ACCOUNTS * BALANCE
+    assert min(final) >= 0
+
+
+async def test_every_reader_sees_its_own_last_commit(cluster: Cluster) -> None:
+    async def writer(n: int) -> int:
+        stale = 0
+        key = f"ryw:{uuid.uuid4().hex}:{n}"
+        async with ordo.connect(cluster.address) as w, ordo.connect(cluster.address) as r:
+            for i in range(25):
+                c = await w.put(key, i)
+                seen = await r.get(key, min_position=c.position)
+                stale += seen != i
+        return stale
+
+    stale = await asyncio.gather(*(writer(n) for n in range(8)))
+    assert sum(stale) == 0
+
+
+async def test_a_retried_request_id_commits_once(cluster: Cluster) -> None:
+    key = f"counter:{uuid.uuid4().hex}"
+    rid = uuid.uuid4().hex
+    async with ordo.connect(cluster.address) as db:
+        answers = await asyncio.gather(
+            *(db.txn(then=[ordo.add(key, 1)], request_id=rid) for _ in range(5))
+        )
+        again = await db.txn(then=[ordo.add(key, 1)], request_id=rid)
+        assert len({a.position for a in answers} | {again.position}) == 1
+        assert again.duplicate
+        assert await db.get(key, min_position=again.position) == 1
+        with pytest.raises(ordo.FailedPrecondition):
+            await db.txn(then=[ordo.add(key, 2)], request_id=rid)
+        assert await db.get(key, min_position=await db.tail()) == 1
+
+
+async def test_logged_answer_then_result_by_request_id(cluster: Cluster) -> None:
+    keys = _keys_on_distinct_shards(f"logged:{uuid.uuid4().hex}:", cluster.shards)
+    async with ordo.connect(cluster.address) as db:
+        r = await db.txn(then=[ordo.put(k, "v") for k in keys] + [ordo.get(keys[0])],
+                         wait="logged")
+        assert not r.applied and r.position > 0
+        full = await db.result(r.request_id)
+        assert full.position == r.position and full.succeeded
+        assert full.values == {keys[0].encode(): "v"}
+        by_position = await db.result(position=r.position)
+        assert by_position.request_id == r.request_id
+
+
+async def test_type_error_aborts_on_every_shard_with_no_writes(cluster: Cluster) -> None:
+    text_key, other, third = _keys_on_distinct_shards(f"abort:{uuid.uuid4().hex}:", 3)
+    async with ordo.connect(cluster.address) as db:
+        await db.put(text_key, "not a number")
+        r = await db.txn(then=[ordo.put(other, 1), ordo.append(third, "x"), ordo.add(text_key, 1)])
+        assert r.aborted and r.abort_reason == "TYPE_MISMATCH"
+        assert await db.get(other, min_position=r.position) is None
+        assert await db.get(third, min_position=r.position) is None
+        assert await db.get(text_key, min_position=r.position) == "not a number"
+        with pytest.raises(ordo.TransactionAborted):
+            await db.append(text_key, "x")
+
+
+async def test_compares_branches_and_ranges(cluster: Cluster) -> None:
+    tag = uuid.uuid4().hex[:8]
+    doc = f"doc:{{{tag}}}:"
+    async with ordo.connect(cluster.address) as db:
+        c = await db.txn(then=[ordo.put(doc + "title", "hello"), ordo.put(doc + "body", b"\x00b"),
+                               ordo.append(doc + "tags", "x"), ordo.append(doc + "tags", 2)])
+        r = await db.txn(
+            when=[ordo.version(doc + "title") == c.position, ordo.exists(doc + "body"),
+                  ordo.exists(doc + "nope") == False],  # noqa: E712
+            then=[ordo.range(doc), ordo.delete(doc + "body"), ordo.range(doc)],
+            otherwise=[ordo.get(doc + "title")],
+        )
+        assert r.succeeded
+        # Ranges see the transaction's own earlier writes; last one wins in the dict.
+        assert [i.key for i in r.ranges[doc]] == [doc + "tags", doc + "title"]
+        items = await db.range(doc, min_position=r.position)
+        assert [(i.key, i.value) for i in items] == [(doc + "tags", ["x", 2]),
+                                                    (doc + "title", "hello")]
+        miss = await db.txn(when=[ordo.value(doc + "title") == "other"],
+                            then=[ordo.put(doc + "title", "bad")],
+                            otherwise=[ordo.get(doc + "title")])
+        assert not miss.succeeded and miss.values == {doc + "title": "hello"}
+
+
+async def test_restart_on_the_same_data_keeps_acknowledged_writes(
+    fresh_cluster: Cluster,
+) -> None:
+    keys = [f"durable:{i}" for i in range(60)]
+    async with ordo.connect(fresh_cluster.address) as db:
+        results = await asyncio.gather(*(db.put(k, i) for i, k in enumerate(keys)))
+        cross = await db.txn(then=[ordo.add("durable:sum", 1), ordo.add("durable:{x}", 1)])
+    last = max([r.position for r in results] + [cross.position])
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        fresh_cluster.restart(sig)
+        async with ordo.connect(fresh_cluster.address) as db:
+            got = await asyncio.gather(*(db.get(k, min_position=last) for k in keys))
+            assert got == list(range(60))
+            assert await db.get("durable:sum", min_position=last) == 1
+            after = await db.put("durable:after", sig)
+            assert after.position > last
+            last = after.position
