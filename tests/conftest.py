@@ -57,15 +57,28 @@ class Cluster:
     def addresses(self) -> list[str]:
         return [self.address] + [self.shard_address(i) for i in range(self.shards)]
 
+    def _spawn(self, i: int) -> subprocess.Popen[bytes]:
+        cmd = dev_commands(self.shards, self.data, "127.0.0.1", self.port)[i]
+        with open(os.path.join(self.data, f"proc-{i}.log"), "ab") as log:
+            return subprocess.Popen(cmd, stdout=log, stderr=log)
+
     def start(self) -> None:
-        cmds = dev_commands(self.shards, self.data, "127.0.0.1", self.port)
-        self.procs = []
-        for i, cmd in enumerate(cmds):
-            log = open(os.path.join(self.data, f"proc-{i}.log"), "ab")
-            self.procs.append(subprocess.Popen(cmd, stdout=log, stderr=log))
+        self.procs = [self._spawn(i) for i in range(self.shards + 1)]
         if not wait_serving(self.addresses, 60):
             self.stop()
             raise RuntimeError("cluster did not start:\n" + self.logs())
+
+    def kill(self, i: int, sig: int = signal.SIGKILL) -> None:
+        """Signal process i (0 is the coordinator, 1 + s is shard s) and reap it."""
+        self.procs[i].send_signal(sig)
+        self.procs[i].wait(timeout=20)
+
+    def revive(self, i: int, wait: bool = True) -> None:
+        """Start process i again from its own command line and data directory."""
+        assert self.procs[i].poll() is not None, "still running"
+        self.procs[i] = self._spawn(i)
+        if wait and not wait_serving([self.addresses[i]], 60):
+            raise RuntimeError(f"process {i} did not restart:\n" + self.logs())
 
     def stop(self, sig: int = signal.SIGTERM) -> list[int]:
         for p in self.procs:

@@ -1,0 +1,48 @@
+"""The Python client: the blocking facade, and retries across a coordinator restart."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import uuid
+
+import pytest
+
+import ordo
+from tests.conftest import Cluster
+
+pytestmark = pytest.mark.cluster
+
+
+def test_blocking_client_has_the_same_methods(cluster: Cluster) -> None:
+    key = f"blocking:{uuid.uuid4().hex}"
+    with ordo.Client(cluster.address) as db:
+        c = db.put(key, [1, "two", b"3"])
+        assert db.get(key, min_position=c.position) == [1, "two", b"3"]
+        r = db.txn(when=[ordo.exists(key)], then=[ordo.append(key, 4), ordo.get(key)])
+        assert r.succeeded and r.values == {key: [1, "two", b"3", 4]}
+        assert db.add(key + ":n", 5).position > r.position
+        assert db.tail() >= r.position
+        item = db.get_item(key, min_position=r.position)
+        assert item.version == r.position
+        with pytest.raises(ordo.TransactionAborted):
+            db.add(key, 1)
+
+
+async def test_submit_retries_through_a_coordinator_restart_and_commits_once(
+    fresh_cluster: Cluster,
+) -> None:
+    key = f"retry:{uuid.uuid4().hex}"
+    rid = uuid.uuid4().hex
+    async with ordo.connect(fresh_cluster.address, timeout=30) as db:
+        await db.put(key, 0)
+        fresh_cluster.kill(0, signal.SIGKILL)
+        submit = asyncio.create_task(db.txn(then=[ordo.add(key, 1)], request_id=rid))
+        await asyncio.sleep(1.0)
+        assert not submit.done(), "the client keeps retrying while the coordinator is down"
+        fresh_cluster.revive(0, wait=False)
+        r = await submit
+        assert r.succeeded
+        again = await db.txn(then=[ordo.add(key, 1)], request_id=rid)
+        assert again.position == r.position and again.duplicate
+        assert await db.get(key, min_position=r.position) == 1
