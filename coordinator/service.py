@@ -57,6 +57,11 @@ class CoordinatorConfig:
     batch_txns_max: int = L.BATCH_TXNS_MAX
     batch_delay_ms: float = L.BATCH_DELAY_MS
     limits: L.Limits = field(default_factory=L.Limits)
+    # A deliberate bug, for proving that the fault runner's checkers bite:
+    # "ack-before-fsync" hands out positions before the batch is written
+    # and writes it 300 ms later, so a kill in between loses acknowledged
+    # transactions.
+    inject_bug: str = ""
 
 
 @dataclass(slots=True)
@@ -204,6 +209,11 @@ class Coordinator(
                     self.shard_map.participants(submit.txn),
                     future=asyncio.get_running_loop().create_future(),
                 )
+        if self.config.inject_bug == "ack-before-fsync":
+            for i, submit in enumerate(taken):
+                if not submit.position.done():
+                    submit.position.set_result(batch.entries[i].position)
+            await asyncio.sleep(0.3)
         try:
             await asyncio.to_thread(self.seqlog.append, batch)
         except Exception as error:  # the log is unusable: fail loudly, lose nothing silently

@@ -51,7 +51,7 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
     _with_config(args, "coordinator", {
         "listen": DEFAULT_ADDRESS, "data": "data/coordinator", "shard": [],
         "batch_txns_max": L.BATCH_TXNS_MAX, "batch_delay_ms": L.BATCH_DELAY_MS,
-        "log_level": "info", "log_format": "text",
+        "log_level": "info", "log_format": "text", "inject_bug": "",
     })
     if not args.shard:
         print("ordo coordinator: give each shard's address with --shard", file=sys.stderr)
@@ -61,6 +61,7 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
     config = CoordinatorConfig(
         listen=args.listen, data_dir=args.data, shards=list(args.shard),
         batch_txns_max=int(args.batch_txns_max), batch_delay_ms=float(args.batch_delay_ms),
+        inject_bug=args.inject_bug,
     )
     return serve.run(lambda: Coordinator(config))
 
@@ -72,7 +73,7 @@ def cmd_shard(args: argparse.Namespace) -> int:
     _with_config(args, "shard", {
         "id": 0, "listen": "127.0.0.1:7401", "data": "data/shard-0",
         "coordinator": DEFAULT_ADDRESS, "peer": [], "sync": True,
-        "log_level": "info", "log_format": "text",
+        "log_level": "info", "log_format": "text", "inject_bug": "",
     })
     if not args.peer:
         print("ordo shard: give every shard's address, in shard order, with --peer",
@@ -83,6 +84,7 @@ def cmd_shard(args: argparse.Namespace) -> int:
     config = ShardConfig(
         shard=int(args.id), listen=args.listen, data_dir=args.data,
         coordinator=args.coordinator, peers=list(args.peer), sync=bool(args.sync),
+        inject_bug=args.inject_bug,
     )
     return serve.run(lambda: Shard(config))
 
@@ -314,6 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a shard's address; repeat, in shard order")
     p.add_argument("--batch-txns-max", type=int)
     p.add_argument("--batch-delay-ms", type=float)
+    p.add_argument("--inject-bug", choices=["ack-before-fsync"],
+                   help="break ordo on purpose (fault-runner self-test only)")
     _common_service_flags(p)
     p.set_defaults(func=cmd_coordinator)
 
@@ -326,6 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="every shard's address (this one too); repeat, in shard order")
     p.add_argument("--no-sync", dest="sync", action="store_false", default=None,
                    help="do not fsync applied batches (the log is still durable)")
+    p.add_argument("--inject-bug", choices=["skip-writes", "stale-read"],
+                   help="break ordo on purpose (fault-runner self-test only)")
     _common_service_flags(p)
     p.set_defaults(func=cmd_shard)
 

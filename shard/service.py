@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import grpc
 
@@ -51,6 +51,10 @@ class ShardConfig:
     peers: list[str]
     sync: bool = True
     limits: L.Limits = field(default_factory=L.Limits)
+    # Deliberate bugs, for proving that the fault runner's checkers bite:
+    # "skip-writes" drops the writes of one transaction on this shard;
+    # "stale-read" serves reads without waiting for min_position.
+    inject_bug: str = ""
 
 
 @dataclass(slots=True)
@@ -207,6 +211,10 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
                     lambda prefix, limit, p=position: self.store.scan_before(prefix, p, limit),
                 )
                 outcome = applied.outcome
+                if self.config.inject_bug == "skip-writes" and outcome.writes and position > 50:
+                    log.warning("injected bug: dropping the writes of position %d", position)
+                    self.config.inject_bug = ""
+                    outcome = replace(outcome, writes=())
                 self.store.overlay.add(position, outcome.writes)
                 pending_writes.extend((position, key, value) for key, value in outcome.writes)
                 pending_log.append((position, entry.SerializeToString()))
@@ -259,7 +267,7 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
     # --------------------------------------------------------------- reads
 
     async def _wait_applied(self, position: int, context: grpc.aio.ServicerContext) -> None:
-        if position <= self.applied.position:
+        if position <= self.applied.position or self.config.inject_bug == "stale-read":
             return
         timeout_s = rpc.deadline_s(context, DEFAULT_WAIT_S)
         if not await self.applied.wait(position, timeout_s):
