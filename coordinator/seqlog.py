@@ -39,7 +39,12 @@ class SequencerLog(Protocol):
 
     def position_of(self, request_id: str) -> int | None: ...
 
-    def truncate_below(self, position: int) -> None: ...
+    def oldest(self) -> int:
+        """The oldest position still in the log (tail + 1 when it is empty)."""
+
+    def newest_before(self, cutoff_ms: int) -> int: ...
+
+    def truncate_below(self, position: int) -> int: ...
 
     def close(self) -> None: ...
 
@@ -49,6 +54,12 @@ class LevelDBSequencerLog:
         self.db = plyvel.DB(path, create_if_missing=True)
         raw = self.db.get(META_TAIL)
         self._tail = 0 if raw is None else int(_POS.unpack(raw)[0])
+        self._oldest = 1
+        for key, raw_batch in self.db.iterator(prefix=BATCHES):
+            self._oldest = pb.LogBatch.FromString(raw_batch).entries[0].position
+            break
+        else:
+            self._oldest = self._tail + 1
 
     def tail(self) -> int:
         return self._tail
@@ -75,6 +86,7 @@ class LevelDBSequencerLog:
     def read(self, from_position: int, entries_max: int) -> list[pb.LogEntry]:
         if from_position > self._tail:
             return []
+        assert from_position >= self._oldest, "read below the log's oldest position"
         out: list[pb.LogEntry] = []
         # Start from the batch that holds from_position: the last batch whose
         # first position is <= from_position.
@@ -94,22 +106,45 @@ class LevelDBSequencerLog:
                 break
         return out[:entries_max]
 
+    def oldest(self) -> int:
+        return self._oldest
+
+    def newest_before(self, cutoff_ms: int) -> int:
+        """The newest position sequenced at or before ``cutoff_ms`` (oldest - 1 if none)."""
+        newest = self._oldest - 1
+        for _, raw in self.db.iterator(prefix=BATCHES):
+            batch = pb.LogBatch.FromString(raw)
+            if batch.entries[0].timestamp_ms > cutoff_ms:
+                break
+            newest = batch.entries[-1].position
+        return newest
+
     def position_of(self, request_id: str) -> int | None:
         raw = self.db.get(REQUESTS + request_id.encode())
         return None if raw is None else int(_POS.unpack(raw)[0])
 
-    def truncate_below(self, position: int) -> None:
-        # Drop whole batches whose last entry is below ``position``. Request
-        # ids are kept here; their retention is a separate policy.
-        doomed = []
+    def truncate_below(self, position: int) -> int:
+        """Drop whole batches whose last entry is below ``position``, with the
+        request ids they hold (which ends their deduplication). Returns the
+        new oldest position."""
+        doomed: list[pb.LogBatch] = []
+        keys = []
         for key, raw in self.db.iterator(prefix=BATCHES):
             batch = pb.LogBatch.FromString(raw)
             if batch.entries[-1].position >= position:
                 break
-            doomed.append(key)
+            keys.append(key)
+            doomed.append(batch)
+        if not doomed:
+            return self._oldest
         with self.db.write_batch(sync=True) as wb:
-            for key in doomed:
+            for key, batch in zip(keys, doomed, strict=True):
                 wb.delete(key)
+                for entry in batch.entries:
+                    if entry.request_id:
+                        wb.delete(REQUESTS + entry.request_id.encode())
+        self._oldest = doomed[-1].entries[-1].position + 1
+        return self._oldest
 
     def close(self) -> None:
         self.db.close()

@@ -57,6 +57,16 @@ class CoordinatorConfig:
     batch_txns_max: int = L.BATCH_TXNS_MAX
     batch_delay_ms: float = L.BATCH_DELAY_MS
     limits: L.Limits = field(default_factory=L.Limits)
+    # Retention of the sequencer log (and so of request-id deduplication):
+    # at least this many positions and seconds; never above the lowest
+    # position every shard has applied. 0 disables that bound.
+    retain_positions: int = 1_000_000
+    retain_seconds: float = 24 * 3600.0
+    compact_interval_s: float = 10.0
+    # Admission slows (RESOURCE_EXHAUSTED) while a reachable shard lags the
+    # tail by more than this many positions. A shard that is down does not
+    # stop sequencing: its work waits in the log.
+    shard_lag_max: int = L.SHARD_LAG_MAX
     # A deliberate bug, for proving that the fault runner's checkers bite:
     # "ack-before-fsync" hands out positions before the batch is written
     # and writes it 300 ms later, so a kill in between loses acknowledged
@@ -112,6 +122,10 @@ class Coordinator(
         coordinator_pb2_grpc.add_SequencerServiceServicer_to_server(self, self.server.server)
         self.tasks: list[asyncio.Task[None]] = []
         self.closing = False
+        # Durable applied position of each shard, from its results stream;
+        # None while the stream is down.
+        self.shard_applied: list[int | None] = [None] * self.shard_map.shard_count
+        self.lowest_applied = [0] * self.shard_map.shard_count  # survives stream drops
 
     # ------------------------------------------------------------ lifecycle
 
@@ -124,6 +138,7 @@ class Coordinator(
             self.tasks.append(
                 serve.critical_task(self._collect_results(shard, start), f"results-{shard}")
             )
+        self.tasks.append(serve.critical_task(self._compact_loop(), "compact"))
         await self.server.set_serving(True)
         log.info("coordinator serving on %s, tail %d, %d shards", self.config.listen,
                  self.tail.position, self.shard_map.shard_count)
@@ -192,6 +207,8 @@ class Coordinator(
         batch = pb.LogBatch()
         position = self.seqlog.tail()
         size = 0
+        # Time enters the system here, recorded in the log; see LogEntry.
+        now_ms = int(time.time() * 1000)
         while self.queue and len(taken) < txns_max:
             submit = self.queue[0]
             if taken and size + submit.size > L.BATCH_BYTES_MAX:
@@ -200,7 +217,9 @@ class Coordinator(
             self.queue_bytes -= submit.size
             size += submit.size
             position += 1
-            entry = batch.entries.add(position=position, request_id=submit.request_id)
+            entry = batch.entries.add(
+                position=position, request_id=submit.request_id, timestamp_ms=now_ms
+            )
             entry.txn.CopyFrom(submit.txn_pb)
             taken.append(submit)
             if submit.wants_result:
@@ -249,8 +268,17 @@ class Coordinator(
                         self._deliver(shard, result)
                         next_position = max(next_position, result.position + 1)
                     next_position = max(next_position, message.applied_position + 1)
+                    self.shard_applied[shard] = message.applied_position
+                    self.lowest_applied[shard] = max(
+                        self.lowest_applied[shard], message.applied_position
+                    )
             except grpc.aio.AioRpcError as error:
                 log.debug("results stream from shard %d broke: %s", shard, error.code().name)
+                if error.code() == grpc.StatusCode.OUT_OF_RANGE:
+                    # Older results are gone; pending waiters fall back to
+                    # GetShardResult, which says so.
+                    next_position = max(next_position, self.tail.position + 1)
+            self.shard_applied[shard] = None
             await asyncio.sleep(backoff_s)
             backoff_s = min(1.0, backoff_s * 2)
 
@@ -294,6 +322,7 @@ class Coordinator(
         return await self._fetch_result(position, timeout_s)
 
     async def _fetch_result(self, position: int, timeout_s: float) -> TxnResult:
+        self._check_retained(position)
         entries = await asyncio.to_thread(self.seqlog.read, position, 1)
         if not entries or entries[0].position != position:
             raise errors.NotFound(f"no log entry at position {position}")
@@ -363,6 +392,13 @@ class Coordinator(
             raise errors.ResourceExhausted(
                 f"{len(self.queue)} transactions wait to be sequenced", retry_after_s=0.05
             )
+        tail = self.tail.position
+        for shard, applied in enumerate(self.shard_applied):
+            if applied is not None and tail - applied > self.config.shard_lag_max:
+                raise errors.ResourceExhausted(
+                    f"shard {shard} lags the log by {tail - applied} positions",
+                    retry_after_s=0.1,
+                )
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         submit = _Submit(request_id, txn_pb, txn, txn_pb.ByteSize(), wants_result, future)
         self.inflight[request_id] = submit
@@ -371,7 +407,18 @@ class Coordinator(
         self.work.set()
         return await asyncio.shield(future)
 
+    def _check_retained(self, position: int) -> None:
+        oldest = self.seqlog.oldest()
+        if position < oldest:
+            raise errors.OutOfRange(
+                f"position {position} is below the log's retention horizon; the oldest "
+                f"position kept is {oldest}",
+                oldest_position=oldest,
+            )
+
     async def _check_same_txn(self, position: int, request_id: str, txn: Txn) -> None:
+        if position < self.seqlog.oldest():
+            return
         entries = await asyncio.to_thread(self.seqlog.read, position, 1)
         if entries and entries[0].HasField("txn"):
             if wire.txn_from_pb_trusted(entries[0].txn) != txn:
@@ -431,6 +478,7 @@ class Coordinator(
             status.applied_position = reply.applied_position
             status.lag = max(0, tail - reply.applied_position)
             status.digest = reply.digest
+            status.oldest_position = reply.oldest_position
             return status
 
         response.shards.extend(
@@ -438,12 +486,37 @@ class Coordinator(
         )
         return response
 
+    # ----------------------------------------------------------- retention
+
+    async def _compact_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.compact_interval_s)
+            await self.compact_once()
+
+    async def compact_once(self) -> int:
+        """Truncate the log below what every shard has applied and policy allows.
+
+        Returns the log's oldest position afterwards.
+        """
+        bound = min(self.lowest_applied) + 1  # shards resume from applied + 1
+        tail = self.tail.position
+        if self.config.retain_positions:
+            bound = min(bound, tail - self.config.retain_positions + 1)
+        if self.config.retain_seconds:
+            cutoff_ms = int((time.time() - self.config.retain_seconds) * 1000)
+            newest = await asyncio.to_thread(self.seqlog.newest_before, cutoff_ms)
+            bound = min(bound, newest + 1)
+        if bound <= self.seqlog.oldest():
+            return self.seqlog.oldest()
+        oldest = await asyncio.to_thread(self.seqlog.truncate_below, bound)
+        log.info("sequencer log truncated: oldest position now %d", oldest)
+        return oldest
+
     # --------------------------------------------------------- log readers
 
-    async def ReadLog(
-        self, request: cpb.ReadLogRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[cpb.ReadLogResponse]:
-        position = max(1, request.from_position)
+    async def _log_from(self, position: int) -> AsyncIterator[cpb.ReadLogResponse]:
+        """Durable log batches from ``position`` on, waiting for new ones."""
+        self._check_retained(position)
         while True:
             if position > self.tail.position:
                 await self.tail.wait(position, None)
@@ -457,6 +530,68 @@ class Coordinator(
                 message.batch.entries.extend(entries)
             yield message
             position = message.batch.entries[-1].position + 1
+
+    @rpc.server_stream
+    async def Subscribe(
+        self, request: cpb.SubscribeRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[cpb.SubscribeResponse]:
+        start = max(1, request.from_position)
+        self._check_retained(start)
+        streams = [
+            stub.StreamResults(spb.StreamResultsRequest(from_position=start, include_writes=True))
+            for stub in self.shard_stubs
+        ]
+        buffers: list[collections.deque[pb.ShardResult]] = [
+            collections.deque() for _ in streams
+        ]
+
+        async def part(shard: int, position: int) -> pb.ShardResult:
+            buffer = buffers[shard]
+            while True:
+                while buffer and buffer[0].position < position:
+                    buffer.popleft()  # a shard's part of an earlier transaction
+                if buffer:
+                    assert buffer[0].position == position, "a participant skipped a position"
+                    return buffer.popleft()
+                try:
+                    message = await streams[shard].read()
+                except grpc.aio.AioRpcError as error:
+                    raise errors.Unavailable(
+                        f"shard {shard} is unavailable ({error.code().name}); resume later"
+                    ) from None
+                if message is grpc.aio.EOF:
+                    raise errors.Unavailable(f"shard {shard} closed its results stream")
+                buffer.extend(message.results)
+
+        try:
+            async for batch in self._log_from(start):
+                out = cpb.SubscribeResponse()
+                for entry in batch.batch.entries:
+                    if not entry.HasField("txn"):
+                        continue
+                    txn = wire.txn_from_pb_trusted(entry.txn)
+                    shards = self.shard_map.participants(txn)
+                    parts = [await part(s, entry.position) for s in shards]
+                    committed = out.txns.add(
+                        position=entry.position, request_id=entry.request_id,
+                        succeeded=parts[0].succeeded, timestamp_ms=entry.timestamp_ms,
+                    )
+                    if parts[0].HasField("abort"):
+                        committed.abort.CopyFrom(parts[0].abort)
+                    for p in parts:
+                        committed.writes.extend(p.writes)
+                if out.txns:
+                    yield out
+        finally:
+            for stream in streams:
+                stream.cancel()
+
+    @rpc.server_stream
+    async def ReadLog(
+        self, request: cpb.ReadLogRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[cpb.ReadLogResponse]:
+        async for message in self._log_from(max(1, request.from_position)):
+            yield message
 
     def _from_recent(self, position: int) -> cpb.ReadLogResponse | None:
         recent = self.recent

@@ -9,7 +9,16 @@
         v = await db.get("user:{7}:name", min_position=c.position)
 """
 
-from ordo.client import AsyncClient, Client, Item, Result, connect
+from ordo.client import (
+    AsyncClient,
+    Client,
+    Committed,
+    Item,
+    Result,
+    Snapshot,
+    WatchEvent,
+    connect,
+)
 from ordo.errors import (
     DeadlineExceeded,
     FailedPrecondition,
@@ -26,6 +35,7 @@ from ordo.ops import add, append, delete, exists, get, int_value, put, range, va
 __all__ = [
     "AsyncClient",
     "Client",
+    "Committed",
     "DeadlineExceeded",
     "FailedPrecondition",
     "InvalidArgument",
@@ -35,8 +45,10 @@ __all__ = [
     "OutOfRange",
     "ResourceExhausted",
     "Result",
+    "Snapshot",
     "TransactionAborted",
     "Unavailable",
+    "WatchEvent",
     "add",
     "append",
     "connect",

@@ -36,6 +36,11 @@ def _with_config(args: argparse.Namespace, section: str, defaults: dict[str, Any
 
 def _common_service_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="TOML config file; flags override it")
+    p.add_argument("--retain-positions", type=int,
+                   help="keep at least this many positions of history (0: no bound)")
+    p.add_argument("--retain-seconds", type=float,
+                   help="keep at least this many seconds of history (0: no bound)")
+    p.add_argument("--compact-interval-s", type=float, help="how often to compact")
     p.add_argument("--log-level", default=None)
     p.add_argument("--log-format", choices=["text", "json"], default=None)
 
@@ -52,6 +57,7 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
         "listen": DEFAULT_ADDRESS, "data": "data/coordinator", "shard": [],
         "batch_txns_max": L.BATCH_TXNS_MAX, "batch_delay_ms": L.BATCH_DELAY_MS,
         "log_level": "info", "log_format": "text", "inject_bug": "",
+        "retain_positions": 1_000_000, "retain_seconds": 86400.0, "compact_interval_s": 10.0,
     })
     if not args.shard:
         print("ordo coordinator: give each shard's address with --shard", file=sys.stderr)
@@ -61,7 +67,9 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
     config = CoordinatorConfig(
         listen=args.listen, data_dir=args.data, shards=list(args.shard),
         batch_txns_max=int(args.batch_txns_max), batch_delay_ms=float(args.batch_delay_ms),
-        inject_bug=args.inject_bug,
+        inject_bug=args.inject_bug, retain_positions=int(args.retain_positions),
+        retain_seconds=float(args.retain_seconds),
+        compact_interval_s=float(args.compact_interval_s),
     )
     return serve.run(lambda: Coordinator(config))
 
@@ -74,6 +82,7 @@ def cmd_shard(args: argparse.Namespace) -> int:
         "id": 0, "listen": "127.0.0.1:7401", "data": "data/shard-0",
         "coordinator": DEFAULT_ADDRESS, "peer": [], "sync": True,
         "log_level": "info", "log_format": "text", "inject_bug": "",
+        "retain_positions": 1_000_000, "retain_seconds": 86400.0, "compact_interval_s": 10.0,
     })
     if not args.peer:
         print("ordo shard: give every shard's address, in shard order, with --peer",
@@ -84,7 +93,9 @@ def cmd_shard(args: argparse.Namespace) -> int:
     config = ShardConfig(
         shard=int(args.id), listen=args.listen, data_dir=args.data,
         coordinator=args.coordinator, peers=list(args.peer), sync=bool(args.sync),
-        inject_bug=args.inject_bug,
+        inject_bug=args.inject_bug, retain_positions=int(args.retain_positions),
+        retain_seconds=float(args.retain_seconds),
+        compact_interval_s=float(args.compact_interval_s),
     )
     return serve.run(lambda: Shard(config))
 
@@ -101,19 +112,25 @@ def _set_pdeathsig() -> None:
         pass
 
 
-def dev_commands(shards: int, data: str, host: str, port: int) -> list[list[str]]:
-    """The command lines of a local cluster: a coordinator and N shards."""
+def dev_commands(
+    shards: int, data: str, host: str, port: int, extra: list[str] | None = None
+) -> list[list[str]]:
+    """The command lines of a local cluster: a coordinator and N shards.
+
+    ``extra`` flags go to every service (retention settings, say).
+    """
+    extra = extra or []
     exe = [sys.executable, "-m", "ordo"]
     coordinator = f"{host}:{port}"
     peers = [f"{host}:{port + 1 + i}" for i in range(shards)]
     cmds = [exe + ["coordinator", "--listen", coordinator,
                    "--data", os.path.join(data, "coordinator")]
-            + [a for p in peers for a in ("--shard", p)]]
+            + [a for p in peers for a in ("--shard", p)] + extra]
     for i, address in enumerate(peers):
         cmds.append(exe + ["shard", "--id", str(i), "--listen", address,
                            "--data", os.path.join(data, f"shard-{i}"),
                            "--coordinator", coordinator]
-                    + [a for p in peers for a in ("--peer", p)])
+                    + [a for p in peers for a in ("--peer", p)] + extra)
     return cmds
 
 
@@ -274,7 +291,7 @@ def cmd_put(args: argparse.Namespace) -> int:
 
 def cmd_get(args: argparse.Namespace) -> int:
     with _client(args) as db:
-        item = db.get_item(args.key, min_position=args.min_position)
+        item = db.get_item(args.key, min_position=args.min_position, at_position=args.at)
     print(json.dumps({"key": args.key, "value": _value_to_json(item.value),
                       "version": item.version}))
     return 0 if item.value is not None else 1
@@ -288,15 +305,48 @@ def cmd_txn(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_history(args: argparse.Namespace) -> int:
+    with _client(args) as db:
+        versions = db.history(args.key, from_position=args.from_position, limit=args.limit)
+    for item in versions:
+        print(json.dumps({"position": item.version, "value": _value_to_json(item.value),
+                          "deleted": item.value is None}))
+    return 0
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    with _client(args) as db:
+        seen = 0
+        for event in db.watch(prefix=args.prefix, from_position=args.from_position):
+            print(json.dumps({"position": event.position, "key": _key_out(event.key),
+                              "value": _value_to_json(event.value), "deleted": event.deleted,
+                              "request_id": event.request_id}), flush=True)
+            seen += 1
+            if args.count and seen >= args.count:
+                break
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from shard.verify import verify
+
+    report = verify(args.data)
+    print(json.dumps({"shard": report.shard, "applied": report.applied,
+                      "horizon": report.horizon, "replayed": report.replayed,
+                      "keys": report.keys, "digest": report.digest.hex(), "ok": report.ok,
+                      "mismatches": report.mismatches}))
+    return 0 if report.ok else 1
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     with _client(args) as db:
         status = db.status()
     print(f"tail {status.tail}")
-    print(f"{'shard':>5}  {'address':<22} {'applied':>10} {'lag':>8}  digest")
+    print(f"{'shard':>5}  {'address':<22} {'applied':>10} {'lag':>8} {'oldest':>8}  digest")
     for s in status.shards:
         if s.reachable:
-            print(f"{s.shard:>5}  {s.address:<22} {s.applied_position:>10} {s.lag:>8}  "
-                  f"{s.digest.hex()[:16]}")
+            print(f"{s.shard:>5}  {s.address:<22} {s.applied_position:>10} {s.lag:>8} "
+                  f"{s.oldest_position:>8}  {s.digest.hex()}")
         else:
             print(f"{s.shard:>5}  {s.address:<22} {'down':>10} {'-':>8}  ({s.error})")
     return 0
@@ -356,8 +406,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = client_parser("get", "read a key")
     p.add_argument("key")
-    p.add_argument("--min-position", type=int, default=0)
+    p.add_argument("--min-position", type=int, default=None,
+                   help="read at least at this position (default: linearizable)")
+    p.add_argument("--at", type=int, default=None, help="read exactly as of this position")
     p.set_defaults(func=cmd_get)
+
+    p = client_parser("history", "a key's retained versions")
+    p.add_argument("key")
+    p.add_argument("--from", dest="from_position", type=int, default=None)
+    p.add_argument("--limit", type=int, default=0)
+    p.set_defaults(func=cmd_history)
+
+    p = client_parser("watch", "print changes under a prefix as JSON lines")
+    p.add_argument("prefix")
+    p.add_argument("--from", dest="from_position", type=int, default=None,
+                   help="first position (default: changes from now on)")
+    p.add_argument("--count", type=int, default=0, help="stop after this many events")
+    p.set_defaults(func=cmd_watch)
+
+    p = sub.add_parser("verify", help="replay a stopped shard's log and compare")
+    p.add_argument("--data", required=True, help="the shard's data directory")
+    p.set_defaults(func=cmd_verify)
 
     p = client_parser("txn", "run a transaction given as JSON (or - for stdin)")
     p.add_argument("json")

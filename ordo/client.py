@@ -14,7 +14,7 @@ import asyncio
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -236,34 +236,64 @@ class AsyncClient:
 
     # -------------------------------------------------------------- reads
 
+    async def _read_at(
+        self, min_position: int | None, at_position: int | None, timeout: float | None
+    ) -> tuple[int, int]:
+        """(min_position, at_position) for a read; neither given means linearizable."""
+        if at_position is not None:
+            if at_position <= 0:
+                raise ValueError("at_position is a log position, 1 or more")
+            return 0, at_position
+        if min_position is None:
+            # Linearizable, as etcd's default read: at least the log tail as
+            # of now, so every write acknowledged before this call is seen.
+            return await self.tail(timeout=timeout), 0
+        return min_position, 0
+
     async def get_item(
-        self, key: Key, *, min_position: int = 0, timeout: float | None = None
+        self, key: Key, *, min_position: int | None = None, at_position: int | None = None,
+        timeout: float | None = None,
     ) -> Item:
-        """The key's newest value and version, once its shard has applied ``min_position``."""
+        """A key's value and version.
+
+        By default the read is linearizable. ``min_position=P`` reads at least
+        at P (read-your-writes: pass your commit's position); ``at_position=P``
+        reads exactly as of P.
+        """
         raw = key_bytes(key)
         shard_map, shards = await self._routing()
+        low, at = await self._read_at(min_position, at_position, timeout)
         stub = shards[shard_map.shard_for_key(raw)]
-        request = spb.GetRequest(key=raw, min_position=min_position)
+        request = spb.GetRequest(key=raw, min_position=low, at_position=at)
         response = await self._call(lambda left: stub.Get(request, timeout=left), timeout)
         kv = wire.kv_from_pb(response.item)
         return Item(key, from_value(kv.value), kv.version)
 
     async def get(
-        self, key: Key, *, min_position: int = 0, timeout: float | None = None
+        self, key: Key, *, min_position: int | None = None, at_position: int | None = None,
+        timeout: float | None = None,
     ) -> Any:
-        """The key's newest value (None when missing)."""
-        return (await self.get_item(key, min_position=min_position, timeout=timeout)).value
+        """A key's value (None when missing); consistency as in :meth:`get_item`."""
+        item = await self.get_item(
+            key, min_position=min_position, at_position=at_position, timeout=timeout
+        )
+        return item.value
 
     async def range(
-        self, prefix: Key, *, min_position: int = 0, limit: int = 0,
-        timeout: float | None = None,
+        self, prefix: Key, *, min_position: int | None = None, at_position: int | None = None,
+        limit: int = 0, timeout: float | None = None,
     ) -> list[Item]:
-        """Keys starting with ``prefix``, in key order, across every shard that may hold them."""
+        """Keys starting with ``prefix``, in key order, across every shard that may hold them.
+
+        Consistency as in :meth:`get_item`; with ``at_position`` the answer is
+        one consistent cut across shards.
+        """
         raw = key_bytes(prefix)
         shard_map, shards = await self._routing()
+        low, at = await self._read_at(min_position, at_position, timeout)
         one = shard_map.shard_for_prefix(raw)
         targets = [shards[one]] if one is not None else shards
-        request = spb.RangeRequest(prefix=raw, min_position=min_position, limit=limit)
+        request = spb.RangeRequest(prefix=raw, min_position=low, at_position=at, limit=limit)
         replies = await asyncio.gather(
             *(
                 self._call(lambda left, s=stub: s.Range(request, timeout=left), timeout)
@@ -281,6 +311,210 @@ class AsyncClient:
             Item(kv.key.decode() if as_text else kv.key, from_value(kv.value), kv.version)
             for kv in items
         ]
+
+    async def history(
+        self, key: Key, *, from_position: int | None = None, limit: int = 0,
+        min_position: int | None = None, timeout: float | None = None,
+    ) -> list[Item]:
+        """The key's retained versions, oldest first; a deletion has value None.
+
+        Without ``from_position`` it starts at the oldest retained version;
+        below the retention horizon it raises :class:`OutOfRange`.
+        """
+        raw = key_bytes(key)
+        shard_map, shards = await self._routing()
+        low, _ = await self._read_at(min_position, None, timeout)
+        stub = shards[shard_map.shard_for_key(raw)]
+        request = spb.HistoryRequest(
+            key=raw, from_position=from_position or 0, limit=limit, min_position=low
+        )
+        response = await self._call(lambda left: stub.History(request, timeout=left), timeout)
+        return [
+            Item(key, from_value(wire.kv_from_pb(v).value), v.version)
+            for v in response.versions
+        ]
+
+    def snapshot(self, position: int | None = None) -> Snapshot:
+        """A consistent cut across every shard at ``position`` (default: the tail)."""
+        return Snapshot(self, position)
+
+    async def watch(
+        self, key: Key | None = None, *, prefix: Key | None = None,
+        from_position: int | None = None,
+    ) -> AsyncIterator[WatchEvent]:
+        """Changes to a key or a prefix, in position order: retained history
+        from ``from_position``, then live. Without ``from_position`` it starts
+        after the current tail. After a disconnect it resumes from the last
+        position it delivered, with no gap and no duplicate.
+        """
+        if (key is None) == (prefix is None):
+            raise ValueError("watch a key or a prefix")
+        pattern = key_bytes(key if key is not None else prefix)  # type: ignore[arg-type]
+        as_text = isinstance(key if key is not None else prefix, str)
+        shard_map, shards = await self._routing()
+        if key is not None:
+            targets = [shard_map.shard_for_key(pattern)]
+            request_kw: dict[str, Any] = {"key": pattern}
+        else:
+            one = shard_map.shard_for_prefix(pattern)
+            targets = [one] if one is not None else list(range(len(shards)))
+            request_kw = {"prefix": pattern}
+        next_position = (
+            from_position if from_position is not None else await self.tail() + 1
+        )
+        backoff_s = 0.05
+        while True:
+            calls = [
+                shards[t].Watch(spb.WatchRequest(from_position=next_position, **request_kw))
+                for t in targets
+            ]
+            merger = _Merger(len(calls))
+            readers = [asyncio.ensure_future(call.read()) for call in calls]
+            try:
+                while True:
+                    done, _ = await asyncio.wait(readers, return_when=asyncio.FIRST_COMPLETED)
+                    for i, reader in enumerate(readers):
+                        if reader not in done:
+                            continue
+                        message = reader.result()
+                        if message is grpc.aio.EOF:
+                            raise errors.Unavailable("watch stream ended")
+                        merger.add(i, message)
+                        readers[i] = asyncio.ensure_future(calls[i].read())
+                    for event in merger.ready():
+                        yield WatchEvent(
+                            position=event.position,
+                            key=event.key.decode() if as_text else event.key,
+                            value=from_value(wire.value_from_pb(event.value))
+                            if event.HasField("value") else None,
+                            deleted=not event.HasField("value"),
+                            request_id=event.request_id,
+                        )
+                        next_position = event.position + 1
+                    next_position = max(next_position, merger.progress() + 1)
+                    backoff_s = 0.05
+            except grpc.aio.AioRpcError as error:
+                mapped = errors.from_rpc_error(error)
+                if not mapped.retryable and error.code() != grpc.StatusCode.UNKNOWN:
+                    raise mapped from None
+            except errors.Unavailable:
+                pass
+            finally:
+                for reader in readers:
+                    reader.cancel()
+                for call in calls:
+                    call.cancel()
+            await asyncio.sleep(backoff_s)
+            backoff_s = min(1.0, backoff_s * 2)
+
+    async def subscribe(self, from_position: int = 1) -> AsyncIterator[Committed]:
+        """Every committed transaction from ``from_position`` on, in log order,
+        with its outcome and writes; resumes by itself after a disconnect."""
+        next_position = max(1, from_position)
+        backoff_s = 0.05
+        while True:
+            call = self.stub.Subscribe(cpb.SubscribeRequest(from_position=next_position))
+            try:
+                async for message in call:
+                    backoff_s = 0.05
+                    for txn in message.txns:
+                        yield Committed(
+                            position=txn.position,
+                            request_id=txn.request_id,
+                            succeeded=txn.succeeded,
+                            aborted=txn.HasField("abort"),
+                            writes=[
+                                (w.key, from_value(wire.value_from_pb(w.value))
+                                 if w.HasField("value") else None)
+                                for w in txn.writes
+                            ],
+                            timestamp_ms=txn.timestamp_ms,
+                        )
+                        next_position = txn.position + 1
+            except grpc.aio.AioRpcError as error:
+                mapped = errors.from_rpc_error(error)
+                if not mapped.retryable:
+                    raise mapped from None
+            finally:
+                call.cancel()
+            await asyncio.sleep(backoff_s)
+            backoff_s = min(1.0, backoff_s * 2)
+
+
+@dataclass(frozen=True, slots=True)
+class WatchEvent:
+    position: int
+    key: Any
+    value: Any
+    deleted: bool
+    request_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """A committed transaction as the log subscriber sees it."""
+
+    position: int
+    request_id: str
+    succeeded: bool
+    aborted: bool
+    writes: list[tuple[bytes, Any]]
+    timestamp_ms: int
+
+
+class _Merger:
+    """Merges per-shard watch streams into one position order.
+
+    Each stream delivers its events in position order with a progress mark;
+    an event is released once every stream's progress has reached it.
+    """
+
+    def __init__(self, streams: int) -> None:
+        self.progress_of = [0] * streams
+        self.pending: list[Any] = []
+
+    def add(self, stream: int, message: spb.WatchResponse) -> None:
+        self.pending.extend(message.events)
+        self.progress_of[stream] = max(self.progress_of[stream], message.progress)
+
+    def progress(self) -> int:
+        return min(self.progress_of)
+
+    def ready(self) -> list[Any]:
+        upto = self.progress()
+        out = [e for e in self.pending if e.position <= upto]
+        if out:
+            self.pending = [e for e in self.pending if e.position > upto]
+            out.sort(key=lambda e: (e.position, e.key))
+        return out
+
+
+class Snapshot:
+    """Reads that all answer as of one position, on every shard."""
+
+    def __init__(self, client: AsyncClient, position: int | None) -> None:
+        self._client = client
+        self._position = position
+
+    async def position(self) -> int:
+        if self._position is None:
+            self._position = await self._client.tail()
+        return self._position
+
+    async def get(self, key: Key) -> Any:
+        return await self._client.get(key, at_position=await self.position())
+
+    async def get_item(self, key: Key) -> Item:
+        return await self._client.get_item(key, at_position=await self.position())
+
+    async def get_many(self, keys: Iterable[Key]) -> dict[Any, Any]:
+        at = await self.position()
+        keys = list(keys)
+        values = await asyncio.gather(*(self._client.get(k, at_position=at) for k in keys))
+        return dict(zip(keys, values, strict=True))
+
+    async def range(self, prefix: Key, limit: int = 0) -> list[Item]:
+        return await self._client.range(prefix, at_position=await self.position(), limit=limit)
 
 
 def connect(address: str, *, timeout: float = DEFAULT_TIMEOUT_S) -> AsyncClient:
@@ -335,7 +569,7 @@ class Client:
 
     _METHODS = (
         "txn", "put", "delete", "add", "append", "result", "tail", "status",
-        "get", "get_item", "range",
+        "get", "get_item", "range", "history",
     )
 
     def __init__(self, address: str, *, timeout: float = DEFAULT_TIMEOUT_S) -> None:
@@ -349,7 +583,11 @@ class Client:
     def _run(self, coro: Awaitable[T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()  # type: ignore[arg-type]
 
+    _STREAMS = ("watch", "subscribe")
+
     def __getattr__(self, name: str) -> Any:
+        if name in self._STREAMS:
+            return self._stream(name)
         if name not in self._METHODS:
             raise AttributeError(name)
         method = getattr(self._async, name)
@@ -360,6 +598,44 @@ class Client:
         call.__name__ = name
         call.__doc__ = method.__doc__
         return call
+
+    def _stream(self, name: str) -> Callable[..., Iterator[Any]]:
+        method = getattr(self._async, name)
+
+        def call(*args: Any, **kwargs: Any) -> Iterator[Any]:
+            agen = method(*args, **kwargs)
+            try:
+                while True:
+                    try:
+                        yield self._run(agen.__anext__())
+                    except StopAsyncIteration:
+                        return
+            finally:
+                self._run(agen.aclose())
+
+        call.__name__ = name
+        call.__doc__ = method.__doc__
+        return call
+
+    def snapshot(self, position: int | None = None) -> Any:
+        """A blocking view of :meth:`AsyncClient.snapshot`."""
+        snap = self._async.snapshot(position)
+        run = self._run
+
+        class _BlockingSnapshot:
+            def position(self) -> int:
+                return run(snap.position())
+
+            def get(self, key: Key) -> Any:
+                return run(snap.get(key))
+
+            def get_many(self, keys: Iterable[Key]) -> dict[Any, Any]:
+                return run(snap.get_many(keys))
+
+            def range(self, prefix: Key, limit: int = 0) -> list[Item]:
+                return run(snap.range(prefix, limit))
+
+        return _BlockingSnapshot()
 
     def close(self) -> None:
         if self._loop.is_running():

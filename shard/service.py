@@ -10,15 +10,17 @@ Order of work for each log entry (the adapter around
    position (reads and peers may use it: it is deterministic, and a crash
    replays to the same state).
 3. When the queue runs dry, or ``SHARD_FLUSH_ENTRIES_MAX`` entries are
-   pending, the applier writes them (versions, shard log, results, applied
-   position, digest) as one synced LevelDB batch, and only then publishes the
-   results to the coordinator.
+   pending, the applier writes them (versions, shard log records with their
+   inputs and writes, results, applied position, digest) as one synced
+   LevelDB batch, and only then publishes them to result streams and
+   watches.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 
@@ -26,7 +28,8 @@ import grpc
 
 from ordo import errors, rpc, serve, wire
 from ordo.core import limits as L
-from ordo.core.apply import ShardApplier
+from ordo.core import values as V
+from ordo.core.apply import Applied, ShardApplier
 from ordo.core.partition import ShardMap
 from ordo.core.txn import Txn, Versioned
 from ordo.v1 import coordinator_pb2 as cpb
@@ -40,6 +43,9 @@ from shard.store import ShardStore
 log = logging.getLogger("ordo.shard")
 
 DEFAULT_WAIT_S = 30.0
+LISTENER_QUEUE_MAX = 1024  # flushes a result stream or watch may lag behind
+WATCH_EVENTS_PER_MESSAGE_MAX = 1024
+DRAIN_TIMEOUT_S = 10.0
 
 
 @dataclass(slots=True)
@@ -51,6 +57,11 @@ class ShardConfig:
     peers: list[str]
     sync: bool = True
     limits: L.Limits = field(default_factory=L.Limits)
+    # Retention: keep at least this many positions and this many seconds of
+    # history (versions, log records, results). 0 disables that bound.
+    retain_positions: int = 1_000_000
+    retain_seconds: float = 24 * 3600.0
+    compact_interval_s: float = 10.0
     # Deliberate bugs, for proving that the fault runner's checkers bite:
     # "skip-writes" drops the writes of one transaction on this shard;
     # "stale-read" serves reads without waiting for min_position.
@@ -64,29 +75,42 @@ class _Item:
     inputs: list[asyncio.Future[Inputs]]
 
 
+@dataclass(slots=True)
+class _Flushed:
+    """What one flush made durable, as published to streams."""
+
+    records: list[pb.ShardLogRecord]
+    results: list[pb.ShardResult]
+    applied: int
+
+
 class Shard(shard_pb2_grpc.ShardServiceServicer):
     def __init__(self, config: ShardConfig) -> None:
         self.config = config
         self.id = config.shard
         self.store = ShardStore(config.data_dir)
+        self.store.claim_shard_id(config.shard)
         applied = self.store.applied()
         self.applied = PositionWatch(applied)  # in memory, may be ahead of disk
         self.durable = PositionWatch(applied)  # on disk
+        self.durable_digest = self.store.digest()
+        self.horizon, _ = self.store.horizon()
         self.received = applied  # newest position handed to the applier
+        self.log_tail = applied
         self.applier: ShardApplier | None = None
         raw_map = self.store.shard_map_bytes()
         if raw_map is not None:
             self._set_shard_map(pb.ShardMap.FromString(raw_map))
             assert self.applier is not None
-            self.applier.digest = self.store.digest()
+            self.applier.digest = self.durable_digest
         self.queue: asyncio.Queue[_Item] = asyncio.Queue(L.SHARD_LOG_QUEUE_MAX)
         self.peers: dict[int, PeerReader] = {}
-        self.subscribers: set[asyncio.Queue[spb.StreamResultsResponse | None]] = set()
+        self.listeners: set[asyncio.Queue[_Flushed | None]] = set()
         self.server = rpc.Server(config.listen, ["ordo.v1.ShardService"])
         shard_pb2_grpc.add_ShardServiceServicer_to_server(self, self.server.server)
+        self.pull_task: asyncio.Task[None] | None = None
         self.tasks: list[asyncio.Task[None]] = []
-        self.log_tail = applied
-        self.durable_digest = self.store.digest()
+        self.idle = asyncio.Event()  # set while everything received is flushed
 
     # ------------------------------------------------------------ lifecycle
 
@@ -97,8 +121,9 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
                 f"shard map has {shard_map.shard_count} shards, but {len(self.config.peers)} "
                 "peers are configured"
             )
+        digest = self.applier.digest if self.applier is not None else self.durable_digest
         self.shard_map = shard_map
-        self.applier = ShardApplier(self.id, shard_map)
+        self.applier = ShardApplier(self.id, shard_map, digest)
 
     async def start(self) -> None:
         await self.server.start()
@@ -106,25 +131,32 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
             if peer_id != self.id:
                 self.peers[peer_id] = PeerReader(peer_id, address)
                 self.peers[peer_id].start()
-        self.tasks.append(serve.critical_task(self._pull_log(), "pull-log"))
+        self.pull_task = serve.critical_task(self._pull_log(), "pull-log")
         self.tasks.append(serve.critical_task(self._apply_loop(), "apply"))
+        self.tasks.append(serve.critical_task(self._compact_loop(), "compact"))
         await self.server.set_serving(True)
-        log.info("shard %d serving on %s, applied %d", self.id, self.config.listen,
-                 self.applied.position)
+        log.info("shard %d serving on %s, applied %d, horizon %d", self.id, self.config.listen,
+                 self.applied.position, self.horizon)
 
     async def stop(self) -> None:
+        """Drain: stop pulling, apply and flush what was received, close."""
         await self.server.set_serving(False)
+        if self.pull_task is not None:
+            self.pull_task.cancel()
+            await asyncio.gather(self.pull_task, return_exceptions=True)
+        try:
+            await asyncio.wait_for(self.idle.wait(), DRAIN_TIMEOUT_S)
+        except TimeoutError:
+            log.warning("shard %d: stopping with %d entries unapplied (they replay on restart)",
+                        self.id, self.queue.qsize())
         await self.server.stop(1.0)
         for task in self.tasks:
             task.cancel()
-        for task in self.tasks:
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):
-                pass
+        await asyncio.gather(*self.tasks, return_exceptions=True)
         for peer in self.peers.values():
             await peer.close()
         self.store.close()
+        log.info("shard %d stopped at applied %d", self.id, self.durable.position)
 
     # ------------------------------------------------------------- pulling
 
@@ -153,8 +185,6 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
         if position <= self.received:
             return  # a resent entry after a reconnect
         assert position == self.received + 1, f"gap in the log: {self.received} -> {position}"
-        self.received = position
-        self.log_tail = max(self.log_tail, position)
         txn: Txn | None = None
         inputs: list[asyncio.Future[Inputs]] = []
         if entry.HasField("txn"):
@@ -170,99 +200,160 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
             # Plan later entries with the map at once; it is persisted with
             # the applied position.
             self._set_shard_map(entry.shard_map)
+        self.idle.clear()
         await self.queue.put(_Item(entry, txn, inputs))
+        self.received = position
+        self.log_tail = max(self.log_tail, position)
 
     # ------------------------------------------------------------ applying
 
     async def _apply_loop(self) -> None:
-        pending_writes: list[tuple[int, bytes, object]] = []
-        pending_log: list[tuple[int, bytes]] = []
-        pending_results: list[pb.ShardResult] = []
-        shard_map_bytes: bytes | None = None
-        count = 0
+        batch = _Batch()
         while True:
-            if self.queue.empty() and count:
-                await self._flush(pending_writes, pending_log, pending_results, shard_map_bytes)
-                pending_writes, pending_log, pending_results = [], [], []
-                shard_map_bytes, count = None, 0
+            if self.queue.empty():
+                if batch.count:
+                    await self._flush(batch)
+                    batch = _Batch()
+                if self.queue.empty():
+                    self.idle.set()
             item = await self.queue.get()
             entry = item.entry
             position = entry.position
             if entry.HasField("shard_map"):
-                shard_map_bytes = entry.shard_map.SerializeToString()
+                batch.shard_map = entry.shard_map.SerializeToString()
             elif item.txn is not None:
                 remote: Inputs = {}
                 for future in item.inputs:
-                    if not future.done() and count:
+                    if not future.done() and batch.count:
                         # Publish what is done before blocking on a peer.
-                        await self._flush(
-                            pending_writes, pending_log, pending_results, shard_map_bytes
-                        )
-                        pending_writes, pending_log, pending_results = [], [], []
-                        shard_map_bytes, count = None, 0
+                        await self._flush(batch)
+                        batch = _Batch()
                     remote.update(await future)
-                assert self.applier is not None
-                applied = self.applier.apply(
-                    position,
-                    entry.request_id,
-                    item.txn,
-                    lambda key, p=position: self.store.read_before(key, p),
-                    remote,
-                    lambda prefix, limit, p=position: self.store.scan_before(prefix, p, limit),
-                )
-                outcome = applied.outcome
-                if self.config.inject_bug == "skip-writes" and outcome.writes and position > 50:
-                    log.warning("injected bug: dropping the writes of position %d", position)
-                    self.config.inject_bug = ""
-                    outcome = replace(outcome, writes=())
-                self.store.overlay.add(position, outcome.writes)
-                pending_writes.extend((position, key, value) for key, value in outcome.writes)
-                pending_log.append((position, entry.SerializeToString()))
-                result = spb_result(self.id, applied)
-                pending_results.append(result)
-                if outcome.abort is not None:
-                    log.info("txn %d aborted: %s", position, outcome.abort.message)
-            count += 1
+                self._apply(batch, item, remote)
+            batch.count += 1
             self.applied.advance(position)
-            if count >= L.SHARD_FLUSH_ENTRIES_MAX:
-                await self._flush(pending_writes, pending_log, pending_results, shard_map_bytes)
-                pending_writes, pending_log, pending_results = [], [], []
-                shard_map_bytes, count = None, 0
+            if batch.count >= L.SHARD_FLUSH_ENTRIES_MAX:
+                await self._flush(batch)
+                batch = _Batch()
 
-    async def _flush(
-        self,
-        writes: list[tuple[int, bytes, object]],
-        log_entries: list[tuple[int, bytes]],
-        results: list[pb.ShardResult],
-        shard_map_bytes: bytes | None,
-    ) -> None:
+    def _apply(self, batch: _Batch, item: _Item, remote: Inputs) -> None:
+        entry, position = item.entry, item.entry.position
+        assert self.applier is not None and item.txn is not None
+        applied = self.applier.apply(
+            position,
+            entry.request_id,
+            item.txn,
+            lambda key: self.store.read_before(key, position),
+            remote,
+            lambda prefix, limit: self.store.scan_before(prefix, position, limit),
+        )
+        if self.config.inject_bug == "skip-writes" and applied.outcome.writes and position > 50:
+            log.warning("injected bug: dropping the writes of position %d", position)
+            self.config.inject_bug = ""
+            applied = replace(applied, outcome=replace(applied.outcome, writes=()))
+        outcome = applied.outcome
+        self.store.overlay.add(position, outcome.writes)
+        batch.writes.extend((position, key, value) for key, value in outcome.writes)
+        record = pb.ShardLogRecord(succeeded=outcome.succeeded, digest=applied.digest)
+        record.entry.CopyFrom(entry)
+        for key, state in remote.items():
+            item_pb = record.inputs.add(key=key)
+            if state is not None:
+                item_pb.version = state.version
+                wire.value_to_pb(state.value, item_pb.value)
+        for key, value in outcome.writes:
+            w = record.writes.add(key=key)
+            if value is not None:
+                wire.value_to_pb(value, w.value)
+        if outcome.abort is not None:
+            wire.abort_to_pb(outcome.abort, record.abort)
+            log.info("txn %d (%s) aborted: %s", position, entry.request_id, outcome.abort.message)
+        batch.records.append(record)
+        batch.results.append(shard_result(self.id, applied))
+
+    async def _flush(self, batch: _Batch) -> None:
         applied = self.applied.position
         assert self.applier is not None
         digest = self.applier.digest
-        encoded = [(r.position, r.SerializeToString()) for r in results]
         await asyncio.to_thread(
             self.store.write_batch,
-            writes,  # type: ignore[arg-type]
-            log_entries,
-            encoded,
+            batch.writes,
+            [(r.entry.position, r.SerializeToString()) for r in batch.records],
+            [(r.position, r.SerializeToString()) for r in batch.results],
             applied,
             digest,
-            shard_map_bytes,
+            batch.shard_map,
             self.config.sync,
         )
         self.store.overlay.clear()
         self.durable_digest = digest
         self.durable.advance(applied)
-        if self.subscribers:
-            message = spb.StreamResultsResponse(results=results, applied_position=applied)
-            for queue in list(self.subscribers):
+        if self.listeners:
+            flushed = _Flushed(batch.records, batch.results, applied)
+            for queue in list(self.listeners):
                 if queue.full():
-                    # A subscriber this far behind reconnects and catches up
-                    # from disk rather than holding memory here.
-                    self.subscribers.discard(queue)
-                    queue.put_nowait(None) if not queue.full() else None
+                    # A stream this far behind reconnects and catches up from
+                    # disk rather than holding memory here.
+                    self.listeners.discard(queue)
+                    queue.get_nowait()
+                    queue.put_nowait(None)
                     continue
-                queue.put_nowait(message)
+                queue.put_nowait(flushed)
+
+    def _listen(self) -> asyncio.Queue[_Flushed | None]:
+        queue: asyncio.Queue[_Flushed | None] = asyncio.Queue(LISTENER_QUEUE_MAX)
+        self.listeners.add(queue)
+        return queue
+
+    # ----------------------------------------------------------- retention
+
+    async def _compact_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.compact_interval_s)
+            try:
+                await self.compact_once()
+            except grpc.aio.AioRpcError as error:
+                log.debug("compaction skipped: a peer did not answer (%s)", error.code().name)
+
+    async def compact_once(self) -> int:
+        """Advance the retention horizon as far as policy and peers allow."""
+        durable = self.durable.position
+        target = durable
+        if self.config.retain_positions:
+            target = min(target, durable - self.config.retain_positions)
+        if self.config.retain_seconds:
+            cutoff_ms = int((time.time() - self.config.retain_seconds) * 1000)
+            target = min(target, await asyncio.to_thread(self._newest_before, cutoff_ms))
+        # Peers read our state as of positions above their own applied one
+        # (ReadAt); keep it for the slowest of them.
+        for peer in self.peers.values():
+            async with rpc.channel(peer.address) as ch:
+                reply = await shard_pb2_grpc.ShardServiceStub(ch).ShardStatus(
+                    spb.ShardStatusRequest(), timeout=2.0
+                )
+            target = min(target, reply.applied_position)
+        if target <= self.horizon:
+            return 0
+        digest = await asyncio.to_thread(self._digest_at, target)
+        deleted = await asyncio.to_thread(self.store.compact, target, digest, self.config.sync)
+        self.horizon = target
+        log.info("shard %d compacted below %d: %d entries dropped", self.id, target, deleted)
+        return deleted
+
+    def _newest_before(self, cutoff_ms: int) -> int:
+        """The newest position of a record of ours cut before ``cutoff_ms``."""
+        newest = self.horizon
+        for position, raw in self.store.log_records(self.horizon + 1, self.durable.position):
+            if pb.ShardLogRecord.FromString(raw).entry.timestamp_ms > cutoff_ms:
+                break
+            newest = position
+        return newest
+
+    def _digest_at(self, position: int) -> bytes:
+        digest = self.store.horizon()[1]
+        for _, raw in self.store.log_records(self.horizon + 1, position):
+            digest = pb.ShardLogRecord.FromString(raw).digest
+        return digest
 
     # --------------------------------------------------------------- reads
 
@@ -276,6 +367,26 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
                 position=self.applied.position,
             )
 
+    async def _read_position(
+        self, min_position: int, at_position: int, context: grpc.aio.ServicerContext
+    ) -> int:
+        """The position a read is answered at, after waiting for it."""
+        if at_position:
+            if min_position > at_position:
+                raise errors.InvalidArgument(
+                    "min_position is above at_position", field="min_position"
+                )
+            await self._wait_applied(at_position, context)
+            if at_position < self.horizon:
+                raise errors.OutOfRange(
+                    f"position {at_position} is below shard {self.id}'s retention horizon; "
+                    f"the oldest position served is {self.horizon}",
+                    oldest_position=self.horizon,
+                )
+            return at_position
+        await self._wait_applied(min_position, context)
+        return self.applied.position
+
     def _check_key(self, key: bytes, name: str = "key") -> None:
         if not key:
             raise errors.InvalidArgument("key is empty", field=name)
@@ -287,10 +398,11 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
             )
 
     @rpc.unary
-    async def Get(self, request: spb.GetRequest, context: grpc.aio.ServicerContext) -> spb.GetResponse:
+    async def Get(
+        self, request: spb.GetRequest, context: grpc.aio.ServicerContext
+    ) -> spb.GetResponse:
         self._check_key(request.key)
-        await self._wait_applied(request.min_position, context)
-        position = self.applied.position
+        position = await self._read_position(request.min_position, request.at_position, context)
         state = self.store.read_before(request.key, position + 1)
         response = spb.GetResponse(position=position)
         response.item.key = request.key
@@ -308,12 +420,40 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
         limit = request.limit or self.config.limits.range_keys_max
         if limit > self.config.limits.range_keys_max:
             raise errors.InvalidArgument("limit is over range_keys_max", field="limit")
-        await self._wait_applied(request.min_position, context)
-        position = self.applied.position
+        position = await self._read_position(request.min_position, request.at_position, context)
         items, more = self.store.scan_before(request.prefix, position + 1, limit)
         response = spb.RangeResponse(more=more, position=position)
         for kv in items:
             wire.kv_to_pb(kv, response.items.add())
+        return response
+
+    @rpc.unary
+    async def History(
+        self, request: spb.HistoryRequest, context: grpc.aio.ServicerContext
+    ) -> spb.HistoryResponse:
+        self._check_key(request.key)
+        limit = request.limit or self.config.limits.range_keys_max
+        if limit > self.config.limits.range_keys_max:
+            raise errors.InvalidArgument("limit is over range_keys_max", field="limit")
+        if request.from_position and request.from_position < self.horizon:
+            raise errors.OutOfRange(
+                f"history below shard {self.id}'s retention horizon; the oldest position "
+                f"served is {self.horizon}",
+                oldest_position=self.horizon,
+            )
+        if request.min_position > self.durable.position:
+            timeout_s = rpc.deadline_s(context, DEFAULT_WAIT_S)
+            if not await self.durable.wait(request.min_position, timeout_s):
+                raise errors.DeadlineExceeded(
+                    f"shard {self.id} has not applied position {request.min_position}",
+                    position=self.durable.position,
+                )
+        versions, more = self.store.versions(request.key, request.from_position, limit)
+        response = spb.HistoryResponse(more=more, oldest_position=self.horizon)
+        for position, value in versions:
+            item = response.versions.add(key=request.key, version=position)
+            if value is not None:
+                wire.value_to_pb(value, item.value)
         return response
 
     async def ReadAt(
@@ -322,10 +462,9 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[spb.ReadAtResponse]:
         async for request in request_iterator:
-            # Everything before the position must be applied; the wait is
-            # unbounded by design: the requester is behind us in the log
-            # only if we are behind it, and the lowest position always
-            # progresses.
+            # Everything before the position must be applied. The wait has
+            # no bound by design: the lowest position in the cluster always
+            # progresses, so it ends unless this shard is stopping.
             await self.applied.wait(request.position - 1, None)
             response = spb.ReadAtResponse(position=request.position)
             for key in request.keys:
@@ -340,26 +479,95 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
     async def StreamResults(
         self, request: spb.StreamResultsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[spb.StreamResultsResponse]:
-        queue: asyncio.Queue[spb.StreamResultsResponse | None] = asyncio.Queue(1024)
-        self.subscribers.add(queue)
+        start = max(1, request.from_position)
+        if start <= self.horizon:
+            raise errors.OutOfRange(
+                f"results below {self.horizon + 1} are no longer kept",
+                oldest_position=self.horizon + 1,
+            )
+        queue = self._listen()
         try:
             upto = self.durable.position
-            stored = spb.StreamResultsResponse(applied_position=upto)
-            for position, raw in self.store.results_from(request.from_position, upto):
-                stored.results.append(pb.ShardResult.FromString(raw))
-                if len(stored.results) >= L.LOG_STREAM_BATCH_ENTRIES_MAX:
-                    yield stored
-                    stored = spb.StreamResultsResponse(applied_position=upto)
-            yield stored
+            message = spb.StreamResultsResponse(applied_position=upto)
+            for _, raw in self.store.log_records(start, upto):
+                record = pb.ShardLogRecord.FromString(raw)
+                raw_result = self.store.result(record.entry.position)
+                assert raw_result is not None, "a record and its result are written together"
+                result = message.results.add()
+                result.MergeFromString(raw_result)
+                if request.include_writes:
+                    result.writes.extend(record.writes)
+                if len(message.results) >= L.LOG_STREAM_BATCH_ENTRIES_MAX:
+                    yield message
+                    message = spb.StreamResultsResponse(applied_position=upto)
+            yield message
             while True:
-                message = await queue.get()
-                if message is None:
-                    raise errors.ResourceExhausted("results subscriber fell behind")
-                if message.applied_position <= upto:
+                flushed = await queue.get()
+                if flushed is None:
+                    raise errors.ResourceExhausted("results stream fell behind; resume it")
+                if flushed.applied <= upto:
                     continue
+                message = spb.StreamResultsResponse(applied_position=flushed.applied)
+                if request.include_writes:
+                    for result, record in zip(flushed.results, flushed.records, strict=True):
+                        copy = message.results.add()
+                        copy.CopyFrom(result)
+                        copy.writes.extend(record.writes)
+                else:
+                    message.results.extend(flushed.results)
+                upto = flushed.applied
                 yield message
         finally:
-            self.subscribers.discard(queue)
+            self.listeners.discard(queue)
+
+    @rpc.server_stream
+    async def Watch(
+        self, request: spb.WatchRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[spb.WatchResponse]:
+        target = request.WhichOneof("target")
+        if target is None:
+            raise errors.InvalidArgument("watch a key or a prefix", field="target")
+        pattern = request.key if target == "key" else request.prefix
+        if target == "key":
+            self._check_key(pattern)
+
+        def matches(key: bytes) -> bool:
+            return key == pattern if target == "key" else key.startswith(pattern)
+
+        start = max(1, request.from_position)
+        if start <= self.horizon:
+            raise errors.OutOfRange(
+                f"shard {self.id} keeps changes from position {self.horizon + 1} on; "
+                f"watch from there or later",
+                oldest_position=self.horizon + 1,
+            )
+        queue = self._listen()
+        try:
+            upto = self.durable.position
+            message = spb.WatchResponse()
+            for position, raw in self.store.log_records(start, upto):
+                record = pb.ShardLogRecord.FromString(raw)
+                _events(record, matches, message)
+                if len(message.events) >= WATCH_EVENTS_PER_MESSAGE_MAX:
+                    message.progress = position
+                    yield message
+                    message = spb.WatchResponse()
+            message.progress = max(upto, start - 1)
+            yield message
+            while True:
+                flushed = await queue.get()
+                if flushed is None:
+                    raise errors.ResourceExhausted("watch fell behind; resume it")
+                if flushed.applied <= upto:
+                    continue
+                message = spb.WatchResponse(progress=flushed.applied)
+                for record in flushed.records:
+                    if record.entry.position > upto:
+                        _events(record, matches, message)
+                upto = flushed.applied
+                yield message
+        finally:
+            self.listeners.discard(queue)
 
     @rpc.unary
     async def GetShardResult(
@@ -373,6 +581,11 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
                     f"shard {self.id} has not applied position {position} yet",
                     position=self.durable.position,
                 )
+        if position <= self.horizon:
+            raise errors.OutOfRange(
+                f"the result of position {position} is below the retention horizon",
+                oldest_position=self.horizon + 1,
+            )
         raw = self.store.result(position)
         if raw is None:
             return spb.GetShardResultResponse(participant=False)
@@ -387,13 +600,33 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
             applied_position=self.durable.position,
             digest=self.durable_digest,
             log_position=self.log_tail,
+            oldest_position=self.horizon,
         )
 
 
-def spb_result(shard: int, applied: object) -> pb.ShardResult:
-    from ordo.core.apply import Applied
+@dataclass(slots=True)
+class _Batch:
+    """Applied entries not yet written: one LevelDB write batch."""
 
-    assert isinstance(applied, Applied)
+    writes: list[tuple[int, bytes, V.Value | None]] = field(default_factory=list)
+    records: list[pb.ShardLogRecord] = field(default_factory=list)
+    results: list[pb.ShardResult] = field(default_factory=list)
+    shard_map: bytes | None = None
+    count: int = 0
+
+
+def _events(record: pb.ShardLogRecord, matches: object, out: spb.WatchResponse) -> None:
+    for write in record.writes:
+        if matches(write.key):  # type: ignore[operator]
+            event = out.events.add(
+                position=record.entry.position, key=write.key,
+                request_id=record.entry.request_id,
+            )
+            if write.HasField("value"):
+                event.value.CopyFrom(write.value)
+
+
+def shard_result(shard: int, applied: Applied) -> pb.ShardResult:
     outcome = applied.outcome
     msg = pb.ShardResult(
         position=applied.position,

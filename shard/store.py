@@ -3,9 +3,10 @@
 Key spaces (one database per process)::
 
     v <escaped key> 00 01 <position:8>  ->  encoded value (tag 0 = deleted)
-    g <position:8>                      ->  LogEntry (this shard's log)
+    g <position:8>                      ->  ShardLogRecord (this shard's log)
     r <position:8>                      ->  ShardResult
-    m <name>                            ->  metadata: applied, digest, shard_map
+    m <name>                            ->  metadata: applied, digest, shard_map,
+                                            horizon and the digest at the horizon
 
 Escaping doubles every 00 byte as 00 FF, so key order and prefix order are
 kept and ``00 01`` ends every key. Reads see the unflushed overlay first: the
@@ -32,6 +33,8 @@ META = b"m"
 META_APPLIED = META + b"applied"
 META_DIGEST = META + b"digest"
 META_SHARD_MAP = META + b"shard_map"
+META_HORIZON = META + b"horizon"  # position:8 + digest at that position
+META_SHARD_ID = META + b"shard_id"
 
 
 def escape(key: bytes) -> bytes:
@@ -89,6 +92,29 @@ class ShardStore:
 
     def shard_map_bytes(self) -> bytes | None:
         return self.db.get(META_SHARD_MAP)
+
+    def claim_shard_id(self, shard: int) -> None:
+        """Bind this data directory to one shard id, refusing any other."""
+        raw = self.db.get(META_SHARD_ID)
+        if raw is not None and int(raw) != shard:
+            raise SystemExit(f"this data directory belongs to shard {int(raw)}, not {shard}")
+        if raw is None:
+            self.db.put(META_SHARD_ID, str(shard).encode(), sync=True)
+
+    def shard_id(self) -> int | None:
+        raw = self.db.get(META_SHARD_ID)
+        return None if raw is None else int(raw)
+
+    def horizon(self) -> tuple[int, bytes]:
+        """The retention horizon H and the digest after applying up to H.
+
+        The state as of H is intact (the newest version <= H of every key is
+        kept); versions, log records and results below it may be gone.
+        """
+        raw = self.db.get(META_HORIZON)
+        if raw is None:
+            return 0, GENESIS_DIGEST
+        return int(_POS.unpack(raw[:8])[0]), raw[8:]
 
     # ---------------------------------------------------------------- MVCC
 
@@ -180,6 +206,55 @@ class ShardStore:
         ):
             yield int(_POS.unpack(key[1:])[0]), raw
 
-    def log_entries(self) -> Iterable[tuple[int, bytes]]:
-        for key, raw in self.db.iterator(prefix=LOG):
+    def log_records(self, position: int = 0, upto: int | None = None) -> Iterable[tuple[int, bytes]]:
+        """This shard's log records with positions in [position, upto]."""
+        stop = pos_key(LOG, upto + 1) if upto is not None else LOG + b"\xff"
+        for key, raw in self.db.iterator(start=pos_key(LOG, position), stop=stop):
             yield int(_POS.unpack(key[1:])[0]), raw
+
+    def versions(self, key: bytes, from_position: int, limit: int) -> tuple[list[tuple[int, V.Value | None]], bool]:
+        """Stored versions of ``key`` at positions >= ``from_position``, oldest first."""
+        base = VERSIONS + escape(key) + _END
+        out: list[tuple[int, V.Value | None]] = []
+        for dbkey, raw in self.db.iterator(start=base + _POS.pack(from_position), stop=base + b"\xff" * 8 + b"\xff"):
+            if len(out) == limit:
+                return out, True
+            out.append((int(_POS.unpack(dbkey[-8:])[0]), V.decode(raw)))
+        return out, False
+
+    def compact(self, horizon: int, digest: bytes, sync: bool) -> int:
+        """Drop what lies below ``horizon`` but keep the state as of it.
+
+        Every version at or below the horizon except the newest of its key
+        (that one is the key's state as of the horizon; a deletion there is
+        dropped too), and every log record and result at or below it. Returns
+        the number of entries deleted.
+        """
+        deleted = 0
+        with self.db.write_batch(sync=sync) as batch:
+            current: bytes | None = None
+            newest: tuple[bytes, bytes] | None = None  # (dbkey, raw) of the newest <= horizon
+            for dbkey, raw in self.db.iterator(prefix=VERSIONS):
+                body, at = dbkey[:-8], int(_POS.unpack(dbkey[-8:])[0])
+                if body != current:
+                    if newest is not None and newest[1] == b"\x00":
+                        batch.delete(newest[0])
+                        deleted += 1
+                    current, newest = body, None
+                if at > horizon:
+                    continue
+                if newest is not None:
+                    batch.delete(newest[0])
+                    deleted += 1
+                newest = (dbkey, raw)
+            if newest is not None and newest[1] == b"\x00":
+                batch.delete(newest[0])
+                deleted += 1
+            for space in (LOG, RESULTS):
+                for dbkey in self.db.iterator(
+                    start=space, stop=pos_key(space, horizon + 1), include_value=False
+                ):
+                    batch.delete(dbkey)
+                    deleted += 1
+            batch.put(META_HORIZON, _POS.pack(horizon) + digest)
+        return deleted

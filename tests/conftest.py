@@ -45,6 +45,7 @@ class Cluster:
     data: str
     port: int
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    extra: list[str] = field(default_factory=list)  # flags for every service
 
     @property
     def address(self) -> str:
@@ -58,7 +59,7 @@ class Cluster:
         return [self.address] + [self.shard_address(i) for i in range(self.shards)]
 
     def _spawn(self, i: int) -> subprocess.Popen[bytes]:
-        cmd = dev_commands(self.shards, self.data, "127.0.0.1", self.port)[i]
+        cmd = dev_commands(self.shards, self.data, "127.0.0.1", self.port, self.extra)[i]
         with open(os.path.join(self.data, f"proc-{i}.log"), "ab") as log:
             return subprocess.Popen(cmd, stdout=log, stderr=log)
 
@@ -97,6 +98,9 @@ class Cluster:
         self.stop(sig)
         self.start()
 
+    def shard_data(self, i: int) -> str:
+        return os.path.join(self.data, f"shard-{i}")
+
     def logs(self) -> str:
         out = []
         for name in sorted(os.listdir(self.data)):
@@ -124,6 +128,20 @@ def fresh_cluster() -> Iterator[Cluster]:
     """A cluster of its own, for tests that restart or break it."""
     with tempfile.TemporaryDirectory(prefix="ordo-test-") as data:
         c = Cluster(shards=3, data=data, port=free_port_block(4))
+        c.start()
+        try:
+            yield c
+        finally:
+            c.stop(signal.SIGKILL)
+
+
+@pytest.fixture
+def compacting_cluster() -> Iterator[Cluster]:
+    """A cluster that keeps only the last 20 positions of history and compacts often."""
+    with tempfile.TemporaryDirectory(prefix="ordo-test-") as data:
+        c = Cluster(shards=3, data=data, port=free_port_block(4),
+                    extra=["--retain-positions", "20", "--retain-seconds", "0",
+                           "--compact-interval-s", "0.3"])
         c.start()
         try:
             yield c

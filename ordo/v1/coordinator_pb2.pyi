@@ -86,7 +86,7 @@ class StatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ShardStatus(_message.Message):
-    __slots__ = ("shard", "address", "reachable", "applied_position", "lag", "digest", "error")
+    __slots__ = ("shard", "address", "reachable", "applied_position", "lag", "digest", "error", "oldest_position")
     SHARD_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     REACHABLE_FIELD_NUMBER: _ClassVar[int]
@@ -94,6 +94,7 @@ class ShardStatus(_message.Message):
     LAG_FIELD_NUMBER: _ClassVar[int]
     DIGEST_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    OLDEST_POSITION_FIELD_NUMBER: _ClassVar[int]
     shard: int
     address: str
     reachable: bool
@@ -101,7 +102,8 @@ class ShardStatus(_message.Message):
     lag: int
     digest: bytes
     error: str
-    def __init__(self, shard: _Optional[int] = ..., address: _Optional[str] = ..., reachable: _Optional[bool] = ..., applied_position: _Optional[int] = ..., lag: _Optional[int] = ..., digest: _Optional[bytes] = ..., error: _Optional[str] = ...) -> None: ...
+    oldest_position: int
+    def __init__(self, shard: _Optional[int] = ..., address: _Optional[str] = ..., reachable: _Optional[bool] = ..., applied_position: _Optional[int] = ..., lag: _Optional[int] = ..., digest: _Optional[bytes] = ..., error: _Optional[str] = ..., oldest_position: _Optional[int] = ...) -> None: ...
 
 class StatusResponse(_message.Message):
     __slots__ = ("tail", "shards")
@@ -110,6 +112,34 @@ class StatusResponse(_message.Message):
     tail: int
     shards: _containers.RepeatedCompositeFieldContainer[ShardStatus]
     def __init__(self, tail: _Optional[int] = ..., shards: _Optional[_Iterable[_Union[ShardStatus, _Mapping]]] = ...) -> None: ...
+
+class SubscribeRequest(_message.Message):
+    __slots__ = ("from_position",)
+    FROM_POSITION_FIELD_NUMBER: _ClassVar[int]
+    from_position: int
+    def __init__(self, from_position: _Optional[int] = ...) -> None: ...
+
+class CommittedTxn(_message.Message):
+    __slots__ = ("position", "request_id", "succeeded", "abort", "writes", "timestamp_ms")
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SUCCEEDED_FIELD_NUMBER: _ClassVar[int]
+    ABORT_FIELD_NUMBER: _ClassVar[int]
+    WRITES_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
+    position: int
+    request_id: str
+    succeeded: bool
+    abort: _types_pb2.Abort
+    writes: _containers.RepeatedCompositeFieldContainer[_types_pb2.Write]
+    timestamp_ms: int
+    def __init__(self, position: _Optional[int] = ..., request_id: _Optional[str] = ..., succeeded: _Optional[bool] = ..., abort: _Optional[_Union[_types_pb2.Abort, _Mapping]] = ..., writes: _Optional[_Iterable[_Union[_types_pb2.Write, _Mapping]]] = ..., timestamp_ms: _Optional[int] = ...) -> None: ...
+
+class SubscribeResponse(_message.Message):
+    __slots__ = ("txns",)
+    TXNS_FIELD_NUMBER: _ClassVar[int]
+    txns: _containers.RepeatedCompositeFieldContainer[CommittedTxn]
+    def __init__(self, txns: _Optional[_Iterable[_Union[CommittedTxn, _Mapping]]] = ...) -> None: ...
 
 class ReadLogRequest(_message.Message):
     __slots__ = ("from_position", "reader")

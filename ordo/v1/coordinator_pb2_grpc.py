@@ -59,6 +59,11 @@ class CoordinatorServiceStub:
                 request_serializer=ordo_dot_v1_dot_coordinator__pb2.StatusRequest.SerializeToString,
                 response_deserializer=ordo_dot_v1_dot_coordinator__pb2.StatusResponse.FromString,
                 _registered_method=True)
+        self.Subscribe = channel.unary_stream(
+                '/ordo.v1.CoordinatorService/Subscribe',
+                request_serializer=ordo_dot_v1_dot_coordinator__pb2.SubscribeRequest.SerializeToString,
+                response_deserializer=ordo_dot_v1_dot_coordinator__pb2.SubscribeResponse.FromString,
+                _registered_method=True)
 
 
 class CoordinatorServiceServicer:
@@ -99,6 +104,14 @@ class CoordinatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Subscribe(self, request, context):
+        """Every committed transaction from a position on, in log order, with its
+        outcome and writes: for building derived stores.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoordinatorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -126,6 +139,11 @@ def add_CoordinatorServiceServicer_to_server(servicer, server):
                     servicer.Status,
                     request_deserializer=ordo_dot_v1_dot_coordinator__pb2.StatusRequest.FromString,
                     response_serializer=ordo_dot_v1_dot_coordinator__pb2.StatusResponse.SerializeToString,
+            ),
+            'Subscribe': grpc.unary_stream_rpc_method_handler(
+                    servicer.Subscribe,
+                    request_deserializer=ordo_dot_v1_dot_coordinator__pb2.SubscribeRequest.FromString,
+                    response_serializer=ordo_dot_v1_dot_coordinator__pb2.SubscribeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -263,6 +281,33 @@ class CoordinatorService:
             '/ordo.v1.CoordinatorService/Status',
             ordo_dot_v1_dot_coordinator__pb2.StatusRequest.SerializeToString,
             ordo_dot_v1_dot_coordinator__pb2.StatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Subscribe(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/ordo.v1.CoordinatorService/Subscribe',
+            ordo_dot_v1_dot_coordinator__pb2.SubscribeRequest.SerializeToString,
+            ordo_dot_v1_dot_coordinator__pb2.SubscribeResponse.FromString,
             options,
             channel_credentials,
             insecure,

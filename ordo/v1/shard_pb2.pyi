@@ -8,12 +8,14 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class GetRequest(_message.Message):
-    __slots__ = ("key", "min_position")
+    __slots__ = ("key", "min_position", "at_position")
     KEY_FIELD_NUMBER: _ClassVar[int]
     MIN_POSITION_FIELD_NUMBER: _ClassVar[int]
+    AT_POSITION_FIELD_NUMBER: _ClassVar[int]
     key: bytes
     min_position: int
-    def __init__(self, key: _Optional[bytes] = ..., min_position: _Optional[int] = ...) -> None: ...
+    at_position: int
+    def __init__(self, key: _Optional[bytes] = ..., min_position: _Optional[int] = ..., at_position: _Optional[int] = ...) -> None: ...
 
 class GetResponse(_message.Message):
     __slots__ = ("item", "position")
@@ -24,14 +26,16 @@ class GetResponse(_message.Message):
     def __init__(self, item: _Optional[_Union[_types_pb2.KeyValue, _Mapping]] = ..., position: _Optional[int] = ...) -> None: ...
 
 class RangeRequest(_message.Message):
-    __slots__ = ("prefix", "min_position", "limit")
+    __slots__ = ("prefix", "min_position", "limit", "at_position")
     PREFIX_FIELD_NUMBER: _ClassVar[int]
     MIN_POSITION_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
+    AT_POSITION_FIELD_NUMBER: _ClassVar[int]
     prefix: bytes
     min_position: int
     limit: int
-    def __init__(self, prefix: _Optional[bytes] = ..., min_position: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
+    at_position: int
+    def __init__(self, prefix: _Optional[bytes] = ..., min_position: _Optional[int] = ..., limit: _Optional[int] = ..., at_position: _Optional[int] = ...) -> None: ...
 
 class RangeResponse(_message.Message):
     __slots__ = ("items", "more", "position")
@@ -60,10 +64,12 @@ class ReadAtResponse(_message.Message):
     def __init__(self, position: _Optional[int] = ..., items: _Optional[_Iterable[_Union[_types_pb2.KeyValue, _Mapping]]] = ...) -> None: ...
 
 class StreamResultsRequest(_message.Message):
-    __slots__ = ("from_position",)
+    __slots__ = ("from_position", "include_writes")
     FROM_POSITION_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_WRITES_FIELD_NUMBER: _ClassVar[int]
     from_position: int
-    def __init__(self, from_position: _Optional[int] = ...) -> None: ...
+    include_writes: bool
+    def __init__(self, from_position: _Optional[int] = ..., include_writes: _Optional[bool] = ...) -> None: ...
 
 class StreamResultsResponse(_message.Message):
     __slots__ = ("results", "applied_position")
@@ -92,13 +98,67 @@ class ShardStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ShardStatusResponse(_message.Message):
-    __slots__ = ("shard", "applied_position", "digest", "log_position")
+    __slots__ = ("shard", "applied_position", "digest", "log_position", "oldest_position")
     SHARD_FIELD_NUMBER: _ClassVar[int]
     APPLIED_POSITION_FIELD_NUMBER: _ClassVar[int]
     DIGEST_FIELD_NUMBER: _ClassVar[int]
     LOG_POSITION_FIELD_NUMBER: _ClassVar[int]
+    OLDEST_POSITION_FIELD_NUMBER: _ClassVar[int]
     shard: int
     applied_position: int
     digest: bytes
     log_position: int
-    def __init__(self, shard: _Optional[int] = ..., applied_position: _Optional[int] = ..., digest: _Optional[bytes] = ..., log_position: _Optional[int] = ...) -> None: ...
+    oldest_position: int
+    def __init__(self, shard: _Optional[int] = ..., applied_position: _Optional[int] = ..., digest: _Optional[bytes] = ..., log_position: _Optional[int] = ..., oldest_position: _Optional[int] = ...) -> None: ...
+
+class WatchRequest(_message.Message):
+    __slots__ = ("key", "prefix", "from_position")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    PREFIX_FIELD_NUMBER: _ClassVar[int]
+    FROM_POSITION_FIELD_NUMBER: _ClassVar[int]
+    key: bytes
+    prefix: bytes
+    from_position: int
+    def __init__(self, key: _Optional[bytes] = ..., prefix: _Optional[bytes] = ..., from_position: _Optional[int] = ...) -> None: ...
+
+class WatchEvent(_message.Message):
+    __slots__ = ("position", "key", "value", "request_id")
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    position: int
+    key: bytes
+    value: _types_pb2.Value
+    request_id: str
+    def __init__(self, position: _Optional[int] = ..., key: _Optional[bytes] = ..., value: _Optional[_Union[_types_pb2.Value, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class WatchResponse(_message.Message):
+    __slots__ = ("events", "progress")
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[WatchEvent]
+    progress: int
+    def __init__(self, events: _Optional[_Iterable[_Union[WatchEvent, _Mapping]]] = ..., progress: _Optional[int] = ...) -> None: ...
+
+class HistoryRequest(_message.Message):
+    __slots__ = ("key", "from_position", "limit", "min_position")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    FROM_POSITION_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    MIN_POSITION_FIELD_NUMBER: _ClassVar[int]
+    key: bytes
+    from_position: int
+    limit: int
+    min_position: int
+    def __init__(self, key: _Optional[bytes] = ..., from_position: _Optional[int] = ..., limit: _Optional[int] = ..., min_position: _Optional[int] = ...) -> None: ...
+
+class HistoryResponse(_message.Message):
+    __slots__ = ("versions", "more", "oldest_position")
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
+    OLDEST_POSITION_FIELD_NUMBER: _ClassVar[int]
+    versions: _containers.RepeatedCompositeFieldContainer[_types_pb2.KeyValue]
+    more: bool
+    oldest_position: int
+    def __init__(self, versions: _Optional[_Iterable[_Union[_types_pb2.KeyValue, _Mapping]]] = ..., more: _Optional[bool] = ..., oldest_position: _Optional[int] = ...) -> None: ...

@@ -64,6 +64,16 @@ class ShardServiceStub:
                 request_serializer=ordo_dot_v1_dot_shard__pb2.ShardStatusRequest.SerializeToString,
                 response_deserializer=ordo_dot_v1_dot_shard__pb2.ShardStatusResponse.FromString,
                 _registered_method=True)
+        self.Watch = channel.unary_stream(
+                '/ordo.v1.ShardService/Watch',
+                request_serializer=ordo_dot_v1_dot_shard__pb2.WatchRequest.SerializeToString,
+                response_deserializer=ordo_dot_v1_dot_shard__pb2.WatchResponse.FromString,
+                _registered_method=True)
+        self.History = channel.unary_unary(
+                '/ordo.v1.ShardService/History',
+                request_serializer=ordo_dot_v1_dot_shard__pb2.HistoryRequest.SerializeToString,
+                response_deserializer=ordo_dot_v1_dot_shard__pb2.HistoryResponse.FromString,
+                _registered_method=True)
 
 
 class ShardServiceServicer:
@@ -112,6 +122,20 @@ class ShardServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Watch(self, request, context):
+        """Changes to a key or prefix from a position: retained history, then live.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def History(self, request, context):
+        """The retained versions of one key.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ShardServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -144,6 +168,16 @@ def add_ShardServiceServicer_to_server(servicer, server):
                     servicer.ShardStatus,
                     request_deserializer=ordo_dot_v1_dot_shard__pb2.ShardStatusRequest.FromString,
                     response_serializer=ordo_dot_v1_dot_shard__pb2.ShardStatusResponse.SerializeToString,
+            ),
+            'Watch': grpc.unary_stream_rpc_method_handler(
+                    servicer.Watch,
+                    request_deserializer=ordo_dot_v1_dot_shard__pb2.WatchRequest.FromString,
+                    response_serializer=ordo_dot_v1_dot_shard__pb2.WatchResponse.SerializeToString,
+            ),
+            'History': grpc.unary_unary_rpc_method_handler(
+                    servicer.History,
+                    request_deserializer=ordo_dot_v1_dot_shard__pb2.HistoryRequest.FromString,
+                    response_serializer=ordo_dot_v1_dot_shard__pb2.HistoryResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -308,6 +342,60 @@ class ShardService:
             '/ordo.v1.ShardService/ShardStatus',
             ordo_dot_v1_dot_shard__pb2.ShardStatusRequest.SerializeToString,
             ordo_dot_v1_dot_shard__pb2.ShardStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Watch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/ordo.v1.ShardService/Watch',
+            ordo_dot_v1_dot_shard__pb2.WatchRequest.SerializeToString,
+            ordo_dot_v1_dot_shard__pb2.WatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def History(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ordo.v1.ShardService/History',
+            ordo_dot_v1_dot_shard__pb2.HistoryRequest.SerializeToString,
+            ordo_dot_v1_dot_shard__pb2.HistoryResponse.FromString,
             options,
             channel_credentials,
             insecure,

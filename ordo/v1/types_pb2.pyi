@@ -164,7 +164,7 @@ class TxnResult(_message.Message):
     def __init__(self, position: _Optional[int] = ..., request_id: _Optional[str] = ..., succeeded: _Optional[bool] = ..., abort: _Optional[_Union[Abort, _Mapping]] = ..., results: _Optional[_Iterable[_Union[OpResult, _Mapping]]] = ...) -> None: ...
 
 class ShardResult(_message.Message):
-    __slots__ = ("position", "shard", "request_id", "succeeded", "abort", "results", "digest")
+    __slots__ = ("position", "shard", "request_id", "succeeded", "abort", "results", "digest", "writes")
     POSITION_FIELD_NUMBER: _ClassVar[int]
     SHARD_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
@@ -172,6 +172,7 @@ class ShardResult(_message.Message):
     ABORT_FIELD_NUMBER: _ClassVar[int]
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     DIGEST_FIELD_NUMBER: _ClassVar[int]
+    WRITES_FIELD_NUMBER: _ClassVar[int]
     position: int
     shard: int
     request_id: str
@@ -179,7 +180,8 @@ class ShardResult(_message.Message):
     abort: Abort
     results: _containers.RepeatedCompositeFieldContainer[OpResult]
     digest: bytes
-    def __init__(self, position: _Optional[int] = ..., shard: _Optional[int] = ..., request_id: _Optional[str] = ..., succeeded: _Optional[bool] = ..., abort: _Optional[_Union[Abort, _Mapping]] = ..., results: _Optional[_Iterable[_Union[OpResult, _Mapping]]] = ..., digest: _Optional[bytes] = ...) -> None: ...
+    writes: _containers.RepeatedCompositeFieldContainer[Write]
+    def __init__(self, position: _Optional[int] = ..., shard: _Optional[int] = ..., request_id: _Optional[str] = ..., succeeded: _Optional[bool] = ..., abort: _Optional[_Union[Abort, _Mapping]] = ..., results: _Optional[_Iterable[_Union[OpResult, _Mapping]]] = ..., digest: _Optional[bytes] = ..., writes: _Optional[_Iterable[_Union[Write, _Mapping]]] = ...) -> None: ...
 
 class ShardMap(_message.Message):
     __slots__ = ("shard_count", "partitioner")
@@ -190,16 +192,42 @@ class ShardMap(_message.Message):
     def __init__(self, shard_count: _Optional[int] = ..., partitioner: _Optional[str] = ...) -> None: ...
 
 class LogEntry(_message.Message):
-    __slots__ = ("position", "request_id", "txn", "shard_map")
+    __slots__ = ("position", "request_id", "txn", "shard_map", "timestamp_ms")
     POSITION_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     TXN_FIELD_NUMBER: _ClassVar[int]
     SHARD_MAP_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
     position: int
     request_id: str
     txn: Txn
     shard_map: ShardMap
-    def __init__(self, position: _Optional[int] = ..., request_id: _Optional[str] = ..., txn: _Optional[_Union[Txn, _Mapping]] = ..., shard_map: _Optional[_Union[ShardMap, _Mapping]] = ...) -> None: ...
+    timestamp_ms: int
+    def __init__(self, position: _Optional[int] = ..., request_id: _Optional[str] = ..., txn: _Optional[_Union[Txn, _Mapping]] = ..., shard_map: _Optional[_Union[ShardMap, _Mapping]] = ..., timestamp_ms: _Optional[int] = ...) -> None: ...
+
+class Write(_message.Message):
+    __slots__ = ("key", "value")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    key: bytes
+    value: Value
+    def __init__(self, key: _Optional[bytes] = ..., value: _Optional[_Union[Value, _Mapping]] = ...) -> None: ...
+
+class ShardLogRecord(_message.Message):
+    __slots__ = ("entry", "inputs", "writes", "succeeded", "abort", "digest")
+    ENTRY_FIELD_NUMBER: _ClassVar[int]
+    INPUTS_FIELD_NUMBER: _ClassVar[int]
+    WRITES_FIELD_NUMBER: _ClassVar[int]
+    SUCCEEDED_FIELD_NUMBER: _ClassVar[int]
+    ABORT_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    entry: LogEntry
+    inputs: _containers.RepeatedCompositeFieldContainer[KeyValue]
+    writes: _containers.RepeatedCompositeFieldContainer[Write]
+    succeeded: bool
+    abort: Abort
+    digest: bytes
+    def __init__(self, entry: _Optional[_Union[LogEntry, _Mapping]] = ..., inputs: _Optional[_Iterable[_Union[KeyValue, _Mapping]]] = ..., writes: _Optional[_Iterable[_Union[Write, _Mapping]]] = ..., succeeded: _Optional[bool] = ..., abort: _Optional[_Union[Abort, _Mapping]] = ..., digest: _Optional[bytes] = ...) -> None: ...
 
 class LogBatch(_message.Message):
     __slots__ = ("entries",)

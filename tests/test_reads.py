@@ -1,0 +1,204 @@
+"""Reads and streams on a real cluster: consistency per call, snapshots, watch,
+subscribe, history and the retention horizon."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import signal
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+import ordo
+from tests.conftest import Cluster
+from tests.test_cluster import _keys_on_distinct_shards
+
+pytestmark = pytest.mark.cluster
+
+
+async def test_at_position_reads_the_state_as_of_that_position(cluster: Cluster) -> None:
+    key = f"at:{uuid.uuid4().hex}"
+    async with ordo.connect(cluster.address) as db:
+        positions = [(await db.put(key, i)).position for i in range(5)]
+        for i, p in enumerate(positions):
+            assert await db.get(key, at_position=p) == i
+            assert (await db.get_item(key, at_position=p)).version == p
+        assert await db.get(key, at_position=positions[0] - 1) is None
+        # The default read is linearizable: it sees the last acknowledged write.
+        assert await db.get(key) == 4
+
+
+async def test_snapshot_totals_hold_while_transfers_run(cluster: Cluster) -> None:
+    run = uuid.uuid4().hex[:6]
+    accounts = _keys_on_distinct_shards(f"snap:{run}:", 3)
+    accounts += [f"snap:{run}:x{i}" for i in range(9)]
+    async with ordo.connect(cluster.address) as db:
+        await db.txn(then=[ordo.put(a, 50) for a in accounts])
+        stop = asyncio.Event()
+
+        async def transfers(seed: int) -> None:
+            rng = random.Random(seed)
+            while not stop.is_set():
+                a, b = rng.sample(accounts, 2)
+                await db.txn(when=[ordo.value(a) >= 5], then=[ordo.add(a, -5), ordo.add(b, 5)])
+
+        workers = [asyncio.create_task(transfers(i)) for i in range(12)]
+        totals = []
+        try:
+            for _ in range(25):
+                snap = db.snapshot()
+                balances = await snap.get_many(accounts)
+                totals.append((await snap.position(), sum(balances.values()),
+                               min(balances.values())))
+                await asyncio.sleep(0.02)
+        finally:
+            stop.set()
+            await asyncio.gather(*workers)
+    assert len({p for p, _, _ in totals}) > 5, "snapshots were taken at many positions"
+    for position, total, lowest in totals:
+        assert total == 50 * len(accounts), f"total {total} at {position}"
+        assert lowest >= 0
+
+
+async def test_watch_from_a_position_delivers_history_then_live_changes(
+    cluster: Cluster,
+) -> None:
+    prefix = f"w:{uuid.uuid4().hex}:"  # no hash tag: spread over every shard
+    async with ordo.connect(cluster.address) as db:
+        first = await db.put(prefix + "a", 0)
+        for i in range(1, 10):
+            await db.txn(then=[ordo.put(prefix + f"k{i % 4}", i), ordo.delete(prefix + "zz")])
+        events: list[ordo.WatchEvent] = []
+
+        async def follow() -> None:
+            async for event in db.watch(prefix=prefix, from_position=first.position):
+                events.append(event)
+                if len(events) == 10 + 9 + 3:
+                    return
+
+        watcher = asyncio.create_task(follow())
+        await asyncio.sleep(0.5)
+        live = [await db.put(prefix + "live", i) for i in range(3)]
+        await asyncio.wait_for(watcher, 10)
+    positions = [e.position for e in events]
+    assert positions == sorted(positions)
+    assert events[0].key == prefix + "a" and events[0].value == 0
+    assert sum(1 for e in events if e.deleted) == 9  # the deletes of a missing key
+    assert [e.value for e in events[-3:]] == [0, 1, 2]
+    assert [e.position for e in events[-3:]] == [r.position for r in live]
+    assert events[-1].request_id == live[-1].request_id
+
+
+async def test_watch_resumes_across_a_shard_restart_without_gap_or_duplicate(
+    fresh_cluster: Cluster,
+) -> None:
+    prefix = "resume:"
+    async with ordo.connect(fresh_cluster.address, timeout=30) as db:
+        start = await db.tail()
+        seen: list[int] = []
+        written: list[int] = []
+
+        async def follow() -> None:
+            async for event in db.watch(prefix=prefix, from_position=start + 1):
+                seen.append(event.value)
+                if len(seen) == 60:
+                    return
+
+        watcher = asyncio.create_task(follow())
+        for i in range(30):
+            await db.put(f"{prefix}{i % 7}", i)
+            written.append(i)
+        fresh_cluster.kill(1 + 1, signal.SIGKILL)  # shard 1
+        writer = asyncio.gather(
+            *(db.put(f"{prefix}{i % 7}", i, timeout=30) for i in range(30, 60))
+        )
+        await asyncio.sleep(1.0)
+        fresh_cluster.revive(1 + 1)
+        await writer
+        await asyncio.wait_for(watcher, 30)
+    assert sorted(seen) == list(range(60)), "every change exactly once"
+
+
+async def test_subscribe_delivers_every_transaction_in_log_order(cluster: Cluster) -> None:
+    tag = uuid.uuid4().hex[:6]
+    async with ordo.connect(cluster.address) as db:
+        start = await db.tail() + 1
+        made = [await db.txn(then=[ordo.put(f"sub:{tag}:{i}", i), ordo.add(f"sub:{tag}:n", 1)])
+                for i in range(5)]
+        bad = await db.txn(then=[ordo.add(f"sub:{tag}:0", 1), ordo.append(f"sub:{tag}:1", 1)])
+        seen: list[ordo.Committed] = []
+        async for txn in db.subscribe(from_position=start):
+            seen.append(txn)
+            if txn.position >= bad.position:
+                break
+    mine = [t for t in seen if t.request_id in {r.request_id for r in made + [bad]}]
+    assert [t.position for t in mine] == [r.position for r in made] + [bad.position]
+    assert sorted(mine[0].writes) == sorted([(f"sub:{tag}:0".encode(), 0),
+                                             (f"sub:{tag}:n".encode(), 1)])
+    assert mine[-1].aborted and mine[-1].writes == []
+
+
+async def test_history_lists_versions_and_deletions(cluster: Cluster) -> None:
+    key = f"hist:{uuid.uuid4().hex}"
+    async with ordo.connect(cluster.address) as db:
+        a = await db.put(key, "one")
+        b = await db.delete(key)
+        c = await db.put(key, "two")
+        versions = await db.history(key)
+        assert [(v.version, v.value) for v in versions] == [
+            (a.position, "one"), (b.position, None), (c.position, "two")]
+        later = await db.history(key, from_position=b.position)
+        assert [v.version for v in later] == [b.position, c.position]
+
+
+async def test_below_the_retention_horizon_is_out_of_range(compacting_cluster: Cluster) -> None:
+    key = "old:{1}:k"
+    async with ordo.connect(compacting_cluster.address) as db:
+        first = await db.put(key, 0)
+        for i in range(1, 80):
+            last = await db.put(key, i)
+        async def horizon() -> int:
+            status = await db.status()
+            return min(s.oldest_position for s in status.shards)
+
+        for _ in range(100):
+            if await horizon() > first.position + 10:
+                break
+            await asyncio.sleep(0.1)
+        oldest = await horizon()
+        assert oldest > first.position
+        with pytest.raises(ordo.OutOfRange) as raised:
+            await db.get(key, at_position=first.position)
+        assert raised.value.oldest_position > first.position
+        with pytest.raises(ordo.OutOfRange):
+            await db.history(key, from_position=first.position)
+        with pytest.raises(ordo.OutOfRange):
+            async for _ in db.watch(key=key, from_position=first.position):
+                break
+        # What is retained still reads, and the newest version survives.
+        assert await db.get(key, at_position=last.position) == 79
+        versions = await db.history(key)
+        assert versions[-1].value == 79 and len(versions) < 80
+        with pytest.raises(ordo.OutOfRange):
+            await db.result(position=first.position)
+
+
+def test_cli_watch_history_and_get_at(cluster: Cluster) -> None:
+    key = f"cliw:{uuid.uuid4().hex}"
+    a = ("--address", cluster.address)
+
+    def run(*args: str) -> str:
+        return subprocess.run([sys.executable, "-m", "ordo", *args], capture_output=True,
+                              text=True, timeout=60, check=True).stdout
+
+    with ordo.Client(cluster.address) as db:
+        p1 = db.put(key, "v1").position
+        db.put(key, "v2")
+    assert '"v1"' in run("get", *a, key, "--at", str(p1))
+    assert len(run("history", *a, key).splitlines()) == 2
+    lines = run("watch", *a, key, "--from", str(p1), "--count", "2").splitlines()
+    assert [json.loads(line)["value"] for line in lines] == ["v1", "v2"]
