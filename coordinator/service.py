@@ -333,17 +333,23 @@ class Coordinator(
         participants = self.shard_map.participants(txn)
         calls = [
             self.shard_stubs[s].GetShardResult(
-                spb.GetShardResultRequest(position=position), timeout=max(timeout_s, 0.001)
+                spb.GetShardResultRequest(position=position), timeout=max(timeout_s, 0.001),
+                wait_for_ready=True,
             )
             for s in participants
         ]
         try:
             responses = await asyncio.gather(*calls)
         except grpc.aio.AioRpcError as error:
-            if error.code() in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE):
+            if error.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
                 raise errors.DeadlineExceeded(
                     f"transaction logged at position {position}; its outcome is not available "
-                    f"yet ({error.code().name})",
+                    "yet",
+                    position=position,
+                ) from None
+            if error.code() == grpc.StatusCode.UNAVAILABLE:
+                raise errors.Unavailable(
+                    f"a shard holding the outcome of position {position} is unavailable",
                     position=position,
                 ) from None
             raise errors.from_rpc_error(error) from None
