@@ -46,6 +46,7 @@ class Cluster:
     port: int
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)  # flags for every service
+    shard_extra: list[str] = field(default_factory=list)  # flags for the shards only
 
     @property
     def address(self) -> str:
@@ -60,6 +61,8 @@ class Cluster:
 
     def _spawn(self, i: int) -> subprocess.Popen[bytes]:
         cmd = dev_commands(self.shards, self.data, "127.0.0.1", self.port, self.extra)[i]
+        if i > 0:
+            cmd = cmd + self.shard_extra
         with open(os.path.join(self.data, f"proc-{i}.log"), "ab") as log:
             return subprocess.Popen(cmd, stdout=log, stderr=log)
 

@@ -218,3 +218,46 @@ async def test_a_down_shard_does_not_stop_sequencing(fresh_cluster: Cluster) -> 
         assert [values.values[k] for k in keys] == [20, 20, 21]
     fresh_cluster.stop()
     _verify_all(fresh_cluster)
+
+
+async def test_sigterm_drains_and_exits_zero_under_load(fresh_cluster: Cluster) -> None:
+    ledger = await _run_with_faults(fresh_cluster, 7, _no_faults, seconds=1.5)
+    stop = asyncio.Event()
+    async with ordo.connect(fresh_cluster.address, timeout=OP_TIMEOUT_S) as db:
+        workers = [asyncio.create_task(_worker(db, ledger, 900 + i, stop)) for i in range(8)]
+        await asyncio.sleep(1.0)
+        codes = fresh_cluster.stop(signal.SIGTERM)
+        stop.set()
+        await asyncio.gather(*workers)
+    assert codes == [0] * (fresh_cluster.shards + 1), fresh_cluster.logs()
+    _verify_all(fresh_cluster)
+    fresh_cluster.start()
+    await _final_check(fresh_cluster, ledger)
+
+
+async def _no_faults(deadline: float) -> None:
+    return None
+
+
+def test_verify_catches_a_shard_that_dropped_writes() -> None:
+    import tempfile
+
+    from tests.conftest import free_port_block
+
+    with tempfile.TemporaryDirectory() as data:
+        cluster = Cluster(shards=2, data=data, port=free_port_block(3),
+                          shard_extra=["--inject-bug", "skip-writes"])
+        cluster.start()
+        try:
+            with ordo.Client(cluster.address) as db:
+                for i in range(80):
+                    db.put(f"v:{i}", i)
+        finally:
+            cluster.stop()
+        reports = [
+            subprocess.run([sys.executable, "-m", "ordo", "verify", "--data",
+                            cluster.shard_data(i)], capture_output=True, text=True, timeout=60)
+            for i in range(2)
+        ]
+    assert sorted(r.returncode for r in reports) == [1, 1], [r.stdout for r in reports]
+    assert all("store has None, replay has" in r.stdout for r in reports)
