@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from ordo import errors, rpc, serve, wire
+from ordo import errors, metrics, rpc, serve, wire
 from ordo.core import limits as L
 from ordo.core.partition import PARTITIONER, ShardMap
 from ordo.core.txn import Txn, TxnResult
@@ -37,6 +37,7 @@ from ordo.v1 import coordinator_pb2 as cpb
 from ordo.v1 import coordinator_pb2_grpc, shard_pb2_grpc
 from ordo.v1 import shard_pb2 as spb
 from ordo.v1 import types_pb2 as pb
+from ordo.security import TLSConfig
 from ordo.waiters import PositionWatch
 from coordinator.seqlog import LevelDBSequencerLog, SequencerLog
 
@@ -67,6 +68,11 @@ class CoordinatorConfig:
     # tail by more than this many positions. A shard that is down does not
     # stop sequencing: its work waits in the log.
     shard_lag_max: int = L.SHARD_LAG_MAX
+    # Security: as for a shard (see ShardConfig).
+    tls: TLSConfig | None = None
+    tokens: dict[str, str] | None = None
+    token: str | None = None
+    insecure_listen_any: bool = False
     # A deliberate bug, for proving that the fault runner's checkers bite:
     # "ack-before-fsync" hands out positions before the batch is written
     # and writes it 300 ms later, so a kill in between loses acknowledged
@@ -113,10 +119,12 @@ class Coordinator(
         self.recent: collections.deque[tuple[int, cpb.ReadLogResponse]] = collections.deque(
             maxlen=RECENT_BATCHES_MAX
         )
-        self.channels = [rpc.channel(address) for address in config.shards]
+        self.transport = rpc.Transport(config.tls, config.token)
+        self.channels = [self.transport.channel(address) for address in config.shards]
         self.shard_stubs = [shard_pb2_grpc.ShardServiceStub(ch) for ch in self.channels]
         self.server = rpc.Server(
-            config.listen, ["ordo.v1.CoordinatorService", "ordo.v1.SequencerService"]
+            config.listen, ["ordo.v1.CoordinatorService", "ordo.v1.SequencerService"],
+            config.tls, config.tokens, config.insecure_listen_any,
         )
         coordinator_pb2_grpc.add_CoordinatorServiceServicer_to_server(self, self.server.server)
         coordinator_pb2_grpc.add_SequencerServiceServicer_to_server(self, self.server.server)
@@ -233,6 +241,9 @@ class Coordinator(
                 if not submit.position.done():
                     submit.position.set_result(batch.entries[i].position)
             await asyncio.sleep(0.3)
+        metrics.BATCH_TXNS.observe(len(taken))
+        metrics.SUBMIT_QUEUE.set(len(self.queue))
+        started = time.perf_counter()
         try:
             await asyncio.to_thread(self.seqlog.append, batch)
         except Exception as error:  # the log is unusable: fail loudly, lose nothing silently
@@ -244,6 +255,8 @@ class Coordinator(
                         errors.Unavailable(f"sequencer log append failed: {error}")
                     )
             raise
+        metrics.LOG_APPEND_SECONDS.observe(time.perf_counter() - started)
+        metrics.TAIL.set(position)
         first = batch.entries[0].position
         self.recent.append((first, cpb.ReadLogResponse(batch=batch)))
         for entry, submit in zip(batch.entries, taken, strict=True):
@@ -269,6 +282,9 @@ class Coordinator(
                         next_position = max(next_position, result.position + 1)
                     next_position = max(next_position, message.applied_position + 1)
                     self.shard_applied[shard] = message.applied_position
+                    metrics.SHARD_LAG.labels(str(shard)).set(
+                        max(0, self.tail.position - message.applied_position)
+                    )
                     self.lowest_applied[shard] = max(
                         self.lowest_applied[shard], message.applied_position
                     )
@@ -300,6 +316,9 @@ class Coordinator(
                 pending.future.set_exception(errors.Internal(str(error)))
                 return
             pending.future.set_result(merged)
+            metrics.COMMITTED.inc()
+            if merged.abort is not None:
+                metrics.ABORTED.labels(merged.abort.reason.name.lower()).inc()
 
     async def _result_for(self, position: int, timeout_s: float) -> TxnResult:
         pending = self.pending.get(position)
@@ -388,9 +407,11 @@ class Coordinator(
                 duplicate = False
                 position = await self._enqueue(request_id, request.txn, txn, wants_result)
         response = cpb.SubmitResponse(position=position, duplicate=duplicate)
+        started = time.perf_counter()
         if wants_result:
             result = await self._result_for(position, timeout_s)
             wire.result_to_pb(result, response.result)
+            metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
         return response
 
     async def _enqueue(self, request_id: str, txn_pb: pb.Txn, txn: Txn, wants_result: bool) -> int:
@@ -409,6 +430,8 @@ class Coordinator(
         submit = _Submit(request_id, txn_pb, txn, txn_pb.ByteSize(), wants_result, future)
         self.inflight[request_id] = submit
         self.queue.append(submit)
+        metrics.SUBMITTED.inc()
+        metrics.SUBMIT_QUEUE.set(len(self.queue))
         self.queue_bytes += submit.size
         self.work.set()
         return await asyncio.shield(future)

@@ -13,91 +13,77 @@ import time
 import tomllib
 from typing import Any
 
-DEFAULT_ADDRESS = "127.0.0.1:7400"
-
-
-# ------------------------------------------------------------------ config
-
-
-def _with_config(args: argparse.Namespace, section: str, defaults: dict[str, Any]) -> None:
-    """Fill unset flags from the TOML config file (its [section] or top level), then defaults.
-
-    Flags beat the config file; the config file beats built-in defaults.
-    """
-    config: dict[str, Any] = {}
-    if getattr(args, "config", None):
-        with open(args.config, "rb") as f:
-            data = tomllib.load(f)
-        config = data.get(section, data)
-    for name, default in defaults.items():
-        if getattr(args, name, None) in (None, []):
-            setattr(args, name, config.get(name, default))
-
-
-def _common_service_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="TOML config file; flags override it")
-    p.add_argument("--retain-positions", type=int,
-                   help="keep at least this many positions of history (0: no bound)")
-    p.add_argument("--retain-seconds", type=float,
-                   help="keep at least this many seconds of history (0: no bound)")
-    p.add_argument("--compact-interval-s", type=float, help="how often to compact")
-    p.add_argument("--log-level", default=None)
-    p.add_argument("--log-format", choices=["text", "json"], default=None)
+from ordo.config import DEFAULT_ADDRESS
 
 
 # ---------------------------------------------------------------- services
 
 
+def _security(values: dict[str, Any]) -> dict[str, Any]:
+    from ordo.security import TLSConfig, load_tokens
+
+    tls = None
+    if values["tls_cert"] or values["tls_ca"]:
+        tls = TLSConfig(ca=values["tls_ca"], cert=values["tls_cert"], key=values["tls_key"],
+                        client_auth=bool(values["tls_client_auth"]))
+    return {"tls": tls, "tokens": load_tokens(values["tokens_file"]),
+            "token": values["token"], "insecure_listen_any": bool(values["insecure_listen_any"])}
+
+
+def _start_common(values: dict[str, Any], role: str) -> None:
+    from ordo import metrics, serve
+
+    serve.setup_logging(values["log_level"], values["log_format"])
+    os.makedirs(values["data"], exist_ok=True)
+    if values["metrics_port"]:
+        metrics.serve(int(values["metrics_port"]), values["listen"].rsplit(":", 1)[0].strip("[]"))
+
+
 def cmd_coordinator(args: argparse.Namespace) -> int:
     from coordinator.service import Coordinator, CoordinatorConfig
+    from ordo import config as C
     from ordo import serve
-    from ordo.core import limits as L
 
-    _with_config(args, "coordinator", {
-        "listen": DEFAULT_ADDRESS, "data": "data/coordinator", "shard": [],
-        "batch_txns_max": L.BATCH_TXNS_MAX, "batch_delay_ms": L.BATCH_DELAY_MS,
-        "log_level": "info", "log_format": "text", "inject_bug": "",
-        "retain_positions": 1_000_000, "retain_seconds": 86400.0, "compact_interval_s": 10.0,
-    })
-    if not args.shard:
+    v = C.resolve("coordinator", vars(args))
+    if not v["shard"]:
         print("ordo coordinator: give each shard's address with --shard", file=sys.stderr)
         return 2
-    serve.setup_logging(args.log_level, args.log_format)
-    os.makedirs(args.data, exist_ok=True)
-    config = CoordinatorConfig(
-        listen=args.listen, data_dir=args.data, shards=list(args.shard),
-        batch_txns_max=int(args.batch_txns_max), batch_delay_ms=float(args.batch_delay_ms),
-        inject_bug=args.inject_bug, retain_positions=int(args.retain_positions),
-        retain_seconds=float(args.retain_seconds),
-        compact_interval_s=float(args.compact_interval_s),
+    _start_common(v, "coordinator")
+    cfg = CoordinatorConfig(
+        listen=v["listen"], data_dir=v["data"], shards=v["shard"],
+        batch_txns_max=v["batch_txns_max"], batch_delay_ms=v["batch_delay_ms"],
+        inject_bug=v["inject_bug"], retain_positions=v["retain_positions"],
+        retain_seconds=v["retain_seconds"], compact_interval_s=v["compact_interval_s"],
+        **_security(v),
     )
-    return serve.run(lambda: Coordinator(config))
+    return serve.run(lambda: Coordinator(cfg))
 
 
 def cmd_shard(args: argparse.Namespace) -> int:
+    from ordo import config as C
     from ordo import serve
     from shard.service import Shard, ShardConfig
 
-    _with_config(args, "shard", {
-        "id": 0, "listen": "127.0.0.1:7401", "data": "data/shard-0",
-        "coordinator": DEFAULT_ADDRESS, "peer": [], "sync": True,
-        "log_level": "info", "log_format": "text", "inject_bug": "",
-        "retain_positions": 1_000_000, "retain_seconds": 86400.0, "compact_interval_s": 10.0,
-    })
-    if not args.peer:
+    v = C.resolve("shard", vars(args))
+    if not v["peer"]:
         print("ordo shard: give every shard's address, in shard order, with --peer",
               file=sys.stderr)
         return 2
-    serve.setup_logging(args.log_level, args.log_format)
-    os.makedirs(args.data, exist_ok=True)
-    config = ShardConfig(
-        shard=int(args.id), listen=args.listen, data_dir=args.data,
-        coordinator=args.coordinator, peers=list(args.peer), sync=bool(args.sync),
-        inject_bug=args.inject_bug, retain_positions=int(args.retain_positions),
-        retain_seconds=float(args.retain_seconds),
-        compact_interval_s=float(args.compact_interval_s),
+    _start_common(v, "shard")
+    cfg = ShardConfig(
+        shard=v["id"], listen=v["listen"], data_dir=v["data"], coordinator=v["coordinator"],
+        peers=v["peer"], sync=bool(v["sync"]), inject_bug=v["inject_bug"],
+        retain_positions=v["retain_positions"], retain_seconds=v["retain_seconds"],
+        compact_interval_s=v["compact_interval_s"], **_security(v),
     )
-    return serve.run(lambda: Shard(config))
+    return serve.run(lambda: Shard(cfg))
+
+
+def cmd_config_show(args: argparse.Namespace) -> int:
+    from ordo import config as C
+
+    print(C.to_toml(args.role, C.resolve(args.role, vars(args))), end="")
+    return 0
 
 
 def _set_pdeathsig() -> None:
@@ -134,13 +120,16 @@ def dev_commands(
     return cmds
 
 
-def wait_serving(addresses: list[str], timeout_s: float) -> bool:
+def wait_serving(addresses: list[str], timeout_s: float, tls: Any = None) -> bool:
+    """True once every address answers SERVING to a health check."""
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     deadline = time.monotonic() + timeout_s
     for address in addresses:
-        with grpc.insecure_channel(address) as ch:
+        channel = (grpc.secure_channel(address, tls.channel_credentials())
+                   if tls is not None else grpc.insecure_channel(address))
+        with channel as ch:
             stub = health_pb2_grpc.HealthStub(ch)
             while True:
                 try:
@@ -155,9 +144,36 @@ def wait_serving(addresses: list[str], timeout_s: float) -> bool:
     return True
 
 
+def _dev_security(args: argparse.Namespace) -> tuple[list[str], Any, str | None]:
+    """Flags for every service, the client TLS config, and the admin token."""
+    extra: list[str] = []
+    tls = token = None
+    if args.tls:
+        from ordo.security import make_dev_certificates
+
+        tls = make_dev_certificates(os.path.join(args.data, "tls"))
+        extra += ["--tls-cert", tls.cert, "--tls-key", tls.key, "--tls-ca", tls.ca,
+                  "--tls-client-auth"]
+        print(f"ordo dev: TLS on; CA {tls.ca}, client certificate {tls.cert}, key {tls.key}",
+              file=sys.stderr)
+    if args.auth:
+        import secrets
+
+        tokens = {role: secrets.token_hex(16) for role in ("admin", "write", "read")}
+        path = os.path.join(args.data, "tokens.toml")
+        with open(path, "w") as f:
+            f.write("[tokens]\n" + "".join(f'"{t}" = "{r}"\n' for r, t in tokens.items()))
+        os.chmod(path, 0o600)
+        token = tokens["admin"]
+        extra += ["--tokens-file", path, "--token", token]
+        print(f"ordo dev: tokens in {path}; admin token {token}", file=sys.stderr)
+    return extra, tls, token
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
     os.makedirs(args.data, exist_ok=True)
-    cmds = dev_commands(args.shards, args.data, args.host, args.port)
+    extra, tls, token = _dev_security(args)
+    cmds = dev_commands(args.shards, args.data, args.host, args.port, extra)
     procs = [subprocess.Popen(c, preexec_fn=_set_pdeathsig) for c in cmds]
     stopping = False
 
@@ -168,7 +184,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     addresses = [f"{args.host}:{args.port + i}" for i in range(args.shards + 1)]
-    if wait_serving(addresses, 60.0):
+    if wait_serving(addresses, 60.0, tls):
         print(f"ordo ready: {addresses[0]}", flush=True)
     else:
         print("ordo dev: services did not become ready", file=sys.stderr, flush=True)
@@ -279,8 +295,12 @@ def _print_result(result: Any) -> None:
 
 def _client(args: argparse.Namespace) -> Any:
     import ordo
+    from ordo.security import TLSConfig
 
-    return ordo.Client(args.address, timeout=args.timeout)
+    tls = None
+    if args.tls_ca or args.tls_cert:
+        tls = TLSConfig(ca=args.tls_ca, cert=args.tls_cert, key=args.tls_key)
+    return ordo.Client(args.address, timeout=args.timeout, token=args.token, tls=tls)
 
 
 def cmd_put(args: argparse.Namespace) -> int:
@@ -359,43 +379,44 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ordo", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
+    from ordo import config as C
+
     p = sub.add_parser("coordinator", help="run the coordinator (sequencer log)")
-    p.add_argument("--listen")
-    p.add_argument("--data", help="data directory")
-    p.add_argument("--shard", action="append", default=[],
-                   help="a shard's address; repeat, in shard order")
-    p.add_argument("--batch-txns-max", type=int)
-    p.add_argument("--batch-delay-ms", type=float)
-    p.add_argument("--inject-bug", choices=["ack-before-fsync"],
-                   help="break ordo on purpose (fault-runner self-test only)")
-    _common_service_flags(p)
+    C.add_flags(p, "coordinator")
     p.set_defaults(func=cmd_coordinator)
 
     p = sub.add_parser("shard", help="run one shard")
-    p.add_argument("--id", type=int)
-    p.add_argument("--listen")
-    p.add_argument("--data", help="data directory")
-    p.add_argument("--coordinator", help="the coordinator's address")
-    p.add_argument("--peer", action="append", default=[],
-                   help="every shard's address (this one too); repeat, in shard order")
-    p.add_argument("--no-sync", dest="sync", action="store_false", default=None,
-                   help="do not fsync applied batches (the log is still durable)")
-    p.add_argument("--inject-bug", choices=["skip-writes", "stale-read"],
-                   help="break ordo on purpose (fault-runner self-test only)")
-    _common_service_flags(p)
+    C.add_flags(p, "shard")
     p.set_defaults(func=cmd_shard)
+
+    p = sub.add_parser("config", help="print a service's effective settings")
+    p.add_argument("action", choices=["show"])
+    p.add_argument("role", choices=sorted(C.ROLES))
+    p.add_argument("--config", help="TOML config file")
+    p.set_defaults(func=cmd_config_show)
 
     p = sub.add_parser("dev", help="run a local cluster: a coordinator and N shards")
     p.add_argument("--shards", type=int, default=3)
     p.add_argument("--data", default="data")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=7400)
+    p.add_argument("--tls", action="store_true",
+                   help="generate a throwaway CA and certificates; mutual TLS on every link")
+    p.add_argument("--auth", action="store_true",
+                   help="generate read, write and admin tokens; every call needs one")
     p.set_defaults(func=cmd_dev)
 
     def client_parser(name: str, help_text: str) -> argparse.ArgumentParser:
         q = sub.add_parser(name, help=help_text)
         q.add_argument("--address", default=os.environ.get("ORDO_ADDRESS", DEFAULT_ADDRESS))
         q.add_argument("--timeout", type=float, default=10.0)
+        q.add_argument("--token", default=os.environ.get("ORDO_TOKEN"),
+                       help="bearer token (default: $ORDO_TOKEN)")
+        q.add_argument("--tls-ca", default=os.environ.get("ORDO_TLS_CA"),
+                       help="CA to verify the servers with (enables TLS)")
+        q.add_argument("--tls-cert", default=os.environ.get("ORDO_TLS_CERT"),
+                       help="client certificate, for mutual TLS")
+        q.add_argument("--tls-key", default=os.environ.get("ORDO_TLS_KEY"))
         return q
 
     p = client_parser("put", "write a key")

@@ -26,11 +26,12 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from ordo import errors, ops, rpc, wire
+from ordo import errors, ops, rpc, security, wire
 from ordo.core.partition import ShardMap
 from ordo.core.txn import Compare, Op, OpType, Txn, TxnResult
 from ordo.errors import TransactionAborted
 from ordo.ops import Key, UserValue, from_value, key_bytes
+from ordo.security import TLSConfig
 from ordo.v1 import coordinator_pb2 as cpb
 from ordo.v1 import coordinator_pb2_grpc, shard_pb2_grpc
 from ordo.v1 import shard_pb2 as spb
@@ -90,9 +91,19 @@ def _retryable(error: BaseException) -> bool:
 class AsyncClient:
     """``async with ordo.connect(address) as db: ...``"""
 
-    def __init__(self, address: str, *, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(
+        self, address: str, *, timeout: float = DEFAULT_TIMEOUT_S, token: str | None = None,
+        tls: TLSConfig | str | bool | None = None,
+    ) -> None:
+        """``token``: a bearer token. ``tls``: a CA file to verify the servers
+        with, ``True`` for the system roots, or a :class:`TLSConfig` (with a
+        client certificate, for mutual TLS)."""
         self.address = address
         self.timeout = timeout
+        if isinstance(tls, str):
+            tls = TLSConfig(ca=tls)
+        self._transport = rpc.Transport(tls if isinstance(tls, TLSConfig) else None, token)
+        self._tls_system_roots = tls is True
         self._channel: grpc.aio.Channel | None = None
         self._stub: coordinator_pb2_grpc.CoordinatorServiceStub | None = None
         self._shard_map: ShardMap | None = None
@@ -108,8 +119,16 @@ class AsyncClient:
 
     async def connect(self) -> None:
         if self._channel is None:
-            self._channel = rpc.channel(self.address)
+            self._channel = self._dial(self.address)
             self._stub = coordinator_pb2_grpc.CoordinatorServiceStub(self._channel)
+
+    def _dial(self, address: str) -> grpc.aio.Channel:
+        if self._tls_system_roots:
+            return grpc.aio.secure_channel(
+                address, grpc.ssl_channel_credentials(), options=rpc.CHANNEL_OPTIONS,
+                interceptors=security.token_interceptors(self._transport.token),
+            )
+        return self._transport.channel(address)
 
     async def close(self) -> None:
         for ch in self._shard_channels:
@@ -155,7 +174,7 @@ class AsyncClient:
                 lambda left: self.stub.ClusterInfo(cpb.ClusterInfoRequest(), timeout=left), None
             )
             shard_map = ShardMap(info.shard_map.shard_count, info.shard_map.partitioner)
-            channels = [rpc.channel(s.address) for s in sorted(info.shards, key=lambda s: s.shard)]
+            channels = [self._dial(s.address) for s in sorted(info.shards, key=lambda s: s.shard)]
             self._shard_channels = channels
             self._shards = [shard_pb2_grpc.ShardServiceStub(ch) for ch in channels]
             self._shard_map = shard_map
@@ -517,9 +536,12 @@ class Snapshot:
         return await self._client.range(prefix, at_position=await self.position(), limit=limit)
 
 
-def connect(address: str, *, timeout: float = DEFAULT_TIMEOUT_S) -> AsyncClient:
+def connect(
+    address: str, *, timeout: float = DEFAULT_TIMEOUT_S, token: str | None = None,
+    tls: TLSConfig | str | bool | None = None,
+) -> AsyncClient:
     """An :class:`AsyncClient`; use it as ``async with ordo.connect(addr) as db``."""
-    return AsyncClient(address, timeout=timeout)
+    return AsyncClient(address, timeout=timeout, token=token, tls=tls)
 
 
 def _to_result(result: TxnResult, txn: Txn | None, duplicate: bool) -> Result:
@@ -572,12 +594,15 @@ class Client:
         "get", "get_item", "range", "history",
     )
 
-    def __init__(self, address: str, *, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(
+        self, address: str, *, timeout: float = DEFAULT_TIMEOUT_S, token: str | None = None,
+        tls: TLSConfig | str | bool | None = None,
+    ) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
                                         name="ordo-client")
         self._thread.start()
-        self._async = AsyncClient(address, timeout=timeout)
+        self._async = AsyncClient(address, timeout=timeout, token=token, tls=tls)
         self._run(self._async.connect())
 
     def _run(self, coro: Awaitable[T]) -> T:

@@ -6,6 +6,7 @@ Handlers raise :mod:`ordo.errors` classes; :func:`unary` and
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -15,8 +16,9 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from ordo import errors
+from ordo import errors, metrics, security
 from ordo.core.limits import GRPC_MESSAGE_BYTES_MAX
+from ordo.security import TLSConfig
 
 log = logging.getLogger("ordo.rpc")
 
@@ -60,6 +62,7 @@ def unary(
         try:
             return await fn(self, request, context)
         except errors.OrdoError as error:
+            metrics.REJECTED.labels(error.code.name).inc()
             await _abort(context, error)
             raise AssertionError("unreachable") from error
 
@@ -87,11 +90,26 @@ def deadline_s(context: grpc.aio.ServicerContext, default_s: float) -> float:
 
 
 class Server:
-    """An aio gRPC server with health checking and reflection."""
+    """An aio gRPC server with health checking, reflection, TLS and token roles."""
 
-    def __init__(self, address: str, service_names: Sequence[str]) -> None:
+    def __init__(
+        self,
+        address: str,
+        service_names: Sequence[str],
+        tls: TLSConfig | None = None,
+        tokens: dict[str, str] | None = None,
+        insecure_listen_any: bool = False,
+    ) -> None:
+        if (tls is None or not tls.enabled) and not insecure_listen_any:
+            if not security.is_loopback(address):
+                raise SystemExit(
+                    f"refusing to listen on {address} without TLS; configure TLS, or pass "
+                    "--insecure-listen-any"
+                )
         self.address = address
-        self.server = grpc.aio.server(options=SERVER_OPTIONS)
+        self.tls = tls
+        interceptors = [security.AuthInterceptor(tokens)] if tokens is not None else []
+        self.server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=interceptors)
         self.health = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         names = list(service_names) + [health.SERVICE_NAME, reflection.SERVICE_NAME]
@@ -99,7 +117,13 @@ class Server:
         self.service_names = list(service_names)
 
     async def start(self) -> None:
-        port = self.server.add_insecure_port(self.address)
+        # The health servicer starts out SERVING; a service says so itself
+        # once it is ready (a shard after catching up).
+        await self.set_serving(False)
+        if self.tls is not None and self.tls.enabled:
+            port = self.server.add_secure_port(self.address, self.tls.server_credentials())
+        else:
+            port = self.server.add_insecure_port(self.address)
         if port == 0:
             raise RuntimeError(f"cannot listen on {self.address}")
         await self.server.start()
@@ -119,5 +143,27 @@ class Server:
         await self.server.stop(grace_s)
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Transport:
+    """How this process dials others: TLS settings and its bearer token."""
+
+    tls: TLSConfig | None = None
+    token: str | None = None
+
+    def channel(self, address: str) -> grpc.aio.Channel:
+        interceptors = security.token_interceptors(self.token)
+        if self.tls is not None and self.tls.enabled:
+            return grpc.aio.secure_channel(
+                address, self.tls.channel_credentials(), options=CHANNEL_OPTIONS,
+                interceptors=interceptors,
+            )
+        return grpc.aio.insecure_channel(
+            address, options=CHANNEL_OPTIONS, interceptors=interceptors
+        )
+
+
+PLAIN = Transport()
+
+
 def channel(address: str) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+    return PLAIN.channel(address)

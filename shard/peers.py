@@ -27,9 +27,10 @@ Inputs = dict[bytes, Versioned | None]
 
 
 class PeerReader:
-    def __init__(self, shard: int, address: str) -> None:
+    def __init__(self, shard: int, address: str, transport: rpc.Transport = rpc.PLAIN) -> None:
         self.shard = shard
         self.address = address
+        self.transport = transport
         self._pending: collections.deque[tuple[spb.ReadAtRequest, asyncio.Future[Inputs]]] = (
             collections.deque()
         )
@@ -59,7 +60,7 @@ class PeerReader:
     async def _run(self) -> None:
         backoff_s = 0.05
         while not self._closed:
-            channel = rpc.channel(self.address)
+            channel = self.transport.channel(self.address)
             try:
                 await self._session(channel)
             except (grpc.aio.AioRpcError, ConnectionError) as error:

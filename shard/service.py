@@ -26,12 +26,13 @@ from dataclasses import dataclass, field, replace
 
 import grpc
 
-from ordo import errors, rpc, serve, wire
+from ordo import errors, metrics, rpc, serve, wire
 from ordo.core import limits as L
 from ordo.core import values as V
 from ordo.core.apply import Applied, ShardApplier
 from ordo.core.partition import ShardMap
 from ordo.core.txn import Txn, Versioned
+from ordo.security import TLSConfig
 from ordo.v1 import coordinator_pb2 as cpb
 from ordo.v1 import coordinator_pb2_grpc, shard_pb2_grpc
 from ordo.v1 import shard_pb2 as spb
@@ -62,6 +63,12 @@ class ShardConfig:
     retain_positions: int = 1_000_000
     retain_seconds: float = 24 * 3600.0
     compact_interval_s: float = 10.0
+    # Security: TLS for this server and for dialing; the token table callers
+    # are checked against (None: no authentication); this shard's own token.
+    tls: TLSConfig | None = None
+    tokens: dict[str, str] | None = None
+    token: str | None = None
+    insecure_listen_any: bool = False
     # Deliberate bugs, for proving that the fault runner's checkers bite:
     # "skip-writes" drops the writes of one transaction on this shard;
     # "stale-read" serves reads without waiting for min_position.
@@ -106,7 +113,9 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
         self.queue: asyncio.Queue[_Item] = asyncio.Queue(L.SHARD_LOG_QUEUE_MAX)
         self.peers: dict[int, PeerReader] = {}
         self.listeners: set[asyncio.Queue[_Flushed | None]] = set()
-        self.server = rpc.Server(config.listen, ["ordo.v1.ShardService"])
+        self.transport = rpc.Transport(config.tls, config.token)
+        self.server = rpc.Server(config.listen, ["ordo.v1.ShardService"], config.tls,
+                                 config.tokens, config.insecure_listen_any)
         shard_pb2_grpc.add_ShardServiceServicer_to_server(self, self.server.server)
         self.pull_task: asyncio.Task[None] | None = None
         self.tasks: list[asyncio.Task[None]] = []
@@ -129,12 +138,12 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
         await self.server.start()
         for peer_id, address in enumerate(self.config.peers):
             if peer_id != self.id:
-                self.peers[peer_id] = PeerReader(peer_id, address)
+                self.peers[peer_id] = PeerReader(peer_id, address, self.transport)
                 self.peers[peer_id].start()
         self.pull_task = serve.critical_task(self._pull_log(), "pull-log")
         self.tasks.append(serve.critical_task(self._apply_loop(), "apply"))
         self.tasks.append(serve.critical_task(self._compact_loop(), "compact"))
-        await self.server.set_serving(True)
+        self.tasks.append(asyncio.create_task(self._serve_when_caught_up(), name="health"))
         log.info("shard %d serving on %s, applied %d, horizon %d", self.id, self.config.listen,
                  self.applied.position, self.horizon)
 
@@ -158,12 +167,28 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
         self.store.close()
         log.info("shard %d stopped at applied %d", self.id, self.durable.position)
 
+    async def _serve_when_caught_up(self) -> None:
+        """Report SERVING only once everything logged at start-up is applied."""
+        await self.server.set_serving(False)
+        while True:
+            try:
+                async with self.transport.channel(self.config.coordinator) as ch:
+                    reply = await coordinator_pb2_grpc.CoordinatorServiceStub(ch).Tail(
+                        cpb.TailRequest(), timeout=2.0, wait_for_ready=True
+                    )
+                break
+            except grpc.aio.AioRpcError:
+                await asyncio.sleep(0.2)
+        await self.durable.wait(reply.position, None)
+        await self.server.set_serving(True)
+        log.info("shard %d caught up to %d: serving", self.id, reply.position)
+
     # ------------------------------------------------------------- pulling
 
     async def _pull_log(self) -> None:
         backoff_s = 0.05
         while True:
-            channel = rpc.channel(self.config.coordinator)
+            channel = self.transport.channel(self.config.coordinator)
             try:
                 stub = coordinator_pb2_grpc.SequencerServiceStub(channel)
                 stream = stub.ReadLog(
@@ -275,6 +300,7 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
         applied = self.applied.position
         assert self.applier is not None
         digest = self.applier.digest
+        started = time.perf_counter()
         await asyncio.to_thread(
             self.store.write_batch,
             batch.writes,
@@ -288,6 +314,10 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
         self.store.overlay.clear()
         self.durable_digest = digest
         self.durable.advance(applied)
+        metrics.FLUSH_SECONDS.observe(time.perf_counter() - started)
+        metrics.APPLIED.set(applied)
+        metrics.APPLY_QUEUE.set(self.queue.qsize())
+        metrics.APPLIED_TXNS.inc(len(batch.results))
         if self.listeners:
             flushed = _Flushed(batch.records, batch.results, applied)
             for queue in list(self.listeners):
@@ -327,7 +357,7 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
         # Peers read our state as of positions above their own applied one
         # (ReadAt); keep it for the slowest of them.
         for peer in self.peers.values():
-            async with rpc.channel(peer.address) as ch:
+            async with self.transport.channel(peer.address) as ch:
                 reply = await shard_pb2_grpc.ShardServiceStub(ch).ShardStatus(
                     spb.ShardStatusRequest(), timeout=2.0
                 )

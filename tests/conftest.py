@@ -47,6 +47,8 @@ class Cluster:
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)  # flags for every service
     shard_extra: list[str] = field(default_factory=list)  # flags for the shards only
+    per_process: dict[int, list[str]] = field(default_factory=dict)  # flags for process i
+    tls: object = None  # a TLSConfig when the cluster runs TLS
 
     @property
     def address(self) -> str:
@@ -63,12 +65,13 @@ class Cluster:
         cmd = dev_commands(self.shards, self.data, "127.0.0.1", self.port, self.extra)[i]
         if i > 0:
             cmd = cmd + self.shard_extra
+        cmd = cmd + self.per_process.get(i, [])
         with open(os.path.join(self.data, f"proc-{i}.log"), "ab") as log:
             return subprocess.Popen(cmd, stdout=log, stderr=log)
 
     def start(self) -> None:
         self.procs = [self._spawn(i) for i in range(self.shards + 1)]
-        if not wait_serving(self.addresses, 60):
+        if not wait_serving(self.addresses, 60, self.tls):
             self.stop()
             raise RuntimeError("cluster did not start:\n" + self.logs())
 
@@ -81,7 +84,7 @@ class Cluster:
         """Start process i again from its own command line and data directory."""
         assert self.procs[i].poll() is not None, "still running"
         self.procs[i] = self._spawn(i)
-        if wait and not wait_serving([self.addresses[i]], 60):
+        if wait and not wait_serving([self.addresses[i]], 60, self.tls):
             raise RuntimeError(f"process {i} did not restart:\n" + self.logs())
 
     def stop(self, sig: int = signal.SIGTERM) -> list[int]:
