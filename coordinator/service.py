@@ -381,6 +381,66 @@ class Coordinator(
     async def Submit(
         self, request: cpb.SubmitRequest, context: grpc.aio.ServicerContext
     ) -> cpb.SubmitResponse:
+        timeout_s = rpc.deadline_s(context, DEFAULT_WAIT_S) - DEADLINE_MARGIN_S
+        return await self._submit(request, timeout_s)
+
+    async def SubmitStream(
+        self,
+        request_iterator: AsyncIterator[cpb.SubmitStreamRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[cpb.SubmitStreamResponse]:
+        replies: asyncio.Queue[cpb.TaggedReply | None] = asyncio.Queue()
+        inflight: set[asyncio.Task[None]] = set()
+
+        async def one(item: cpb.TaggedSubmit) -> None:
+            reply = cpb.TaggedReply(tag=item.tag)
+            timeout_s = (item.timeout_ms / 1000 if item.timeout_ms else DEFAULT_WAIT_S)
+            try:
+                if len(inflight) > L.STREAM_SUBMITS_INFLIGHT_MAX:
+                    raise errors.ResourceExhausted(
+                        "too many submits in flight on this stream", retry_after_s=0.05
+                    )
+                reply.response.CopyFrom(
+                    await self._submit(item.request, timeout_s - DEADLINE_MARGIN_S)
+                )
+            except errors.OrdoError as error:
+                metrics.REJECTED.labels(error.code.name).inc()
+                reply.error = errors.to_rpc_status(error).SerializeToString()
+            replies.put_nowait(reply)
+
+        async def read() -> None:
+            try:
+                async for message in request_iterator:
+                    for item in message.submits:
+                        task = asyncio.create_task(one(item))
+                        inflight.add(task)
+                        task.add_done_callback(inflight.discard)
+            finally:
+                replies.put_nowait(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            open_ = True
+            while open_ or inflight:
+                first = await replies.get()
+                if first is None:
+                    open_ = False
+                    continue
+                batch = cpb.SubmitStreamResponse(replies=[first])
+                # Everything else already answered goes in the same message.
+                while not replies.empty():
+                    more = replies.get_nowait()
+                    if more is None:
+                        open_ = False
+                    else:
+                        batch.replies.append(more)
+                yield batch
+        finally:
+            reader.cancel()
+            for task in list(inflight):
+                task.cancel()
+
+    async def _submit(self, request: cpb.SubmitRequest, timeout_s: float) -> cpb.SubmitResponse:
         if self.closing:
             raise errors.Unavailable("coordinator is shutting down")
         txn = wire.validate_txn(request.txn, self.limits, self.shard_map)
@@ -390,7 +450,6 @@ class Coordinator(
         request_id = request.request_id or uuid.uuid4().hex
         if len(request_id.encode()) > self.limits.request_id_bytes_max:
             raise errors.InvalidArgument("request id is too long", field="request_id")
-        timeout_s = rpc.deadline_s(context, DEFAULT_WAIT_S) - DEADLINE_MARGIN_S
 
         duplicate = True
         submit = self.inflight.get(request_id)

@@ -11,6 +11,7 @@ commits twice.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 import uuid
@@ -84,6 +85,106 @@ class _AbortView:
     message: str
 
 
+class _SubmitPipe:
+    """Concurrent submits multiplexed over one SubmitStream.
+
+    Submits made while a message is being written go together in the next
+    one, so under load many transactions share a message (and the server's
+    replies are batched the same way). If the stream breaks, every submit in
+    flight fails with :class:`Unavailable`, which the caller retries with
+    the same request id on a new stream.
+    """
+
+    def __init__(self, stub: coordinator_pb2_grpc.CoordinatorServiceStub) -> None:
+        self.stub = stub
+        self.call: Any = None
+        self.pending: dict[int, asyncio.Future[cpb.SubmitResponse]] = {}
+        self.outbox: list[cpb.TaggedSubmit] = []
+        self.wake = asyncio.Event()
+        self.tags = itertools.count(1)
+        self.tasks: list[asyncio.Task[None]] = []
+
+    def _open(self) -> None:
+        self.call = self.stub.SubmitStream()
+        call = self.call
+        self.tasks = [asyncio.ensure_future(self._send(call)),
+                      asyncio.ensure_future(self._receive(call))]
+
+    async def submit(self, request: cpb.SubmitRequest, timeout_s: float) -> cpb.SubmitResponse:
+        if self.call is None:
+            self._open()
+        tag = next(self.tags)
+        future: asyncio.Future[cpb.SubmitResponse] = asyncio.get_running_loop().create_future()
+        self.pending[tag] = future
+        self.outbox.append(cpb.TaggedSubmit(
+            tag=tag, request=request, timeout_ms=max(1, int(timeout_s * 1000))))
+        self.wake.set()
+        try:
+            # A little slack past the server's own deadline, which answers
+            # DEADLINE_EXCEEDED with the position.
+            return await asyncio.wait_for(future, timeout_s + 0.5)
+        except TimeoutError:
+            raise errors.DeadlineExceeded("client timeout waiting for the submit") from None
+        finally:
+            self.pending.pop(tag, None)
+
+    async def _send(self, call: Any) -> None:
+        try:
+            while True:
+                await self.wake.wait()
+                self.wake.clear()
+                if not self.outbox:
+                    continue
+                batch, self.outbox = self.outbox, []
+                await call.write(cpb.SubmitStreamRequest(submits=batch))
+        except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError) as error:
+            self._broken(error)
+
+    async def _receive(self, call: Any) -> None:
+        try:
+            async for message in call:
+                for reply in message.replies:
+                    future = self.pending.get(reply.tag)
+                    if future is None or future.done():
+                        continue
+                    if reply.HasField("response"):
+                        future.set_result(reply.response)
+                    else:
+                        future.set_exception(errors.from_status_bytes(reply.error))
+            self._broken(None)
+        except grpc.aio.AioRpcError as error:
+            self._broken(error)
+
+    def _broken(self, error: BaseException | None) -> None:
+        if self.call is None:
+            return
+        call, self.call = self.call, None
+        call.cancel()
+        for task in self.tasks:
+            if task is not asyncio.current_task():
+                task.cancel()
+        if isinstance(error, grpc.aio.AioRpcError):
+            mapped: errors.OrdoError = errors.from_rpc_error(error)
+            if not mapped.retryable and error.code() != grpc.StatusCode.CANCELLED:
+                failure: errors.OrdoError = mapped
+            else:
+                failure = errors.Unavailable(f"submit stream broke: {mapped.message}")
+        else:
+            failure = errors.Unavailable("submit stream ended")
+        self.outbox = []
+        for future in self.pending.values():
+            if not future.done():
+                future.set_exception(failure)
+
+    async def close(self) -> None:
+        if self.call is not None:
+            call, self.call = self.call, None
+            call.cancel()
+            for task in self.tasks:
+                task.cancel()
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
 def _retryable(error: BaseException) -> bool:
     return isinstance(error, errors.OrdoError) and error.retryable
 
@@ -109,6 +210,7 @@ class AsyncClient:
         self._shard_map: ShardMap | None = None
         self._shards: list[shard_pb2_grpc.ShardServiceStub] = []
         self._shard_channels: list[grpc.aio.Channel] = []
+        self._pipe: _SubmitPipe | None = None
 
     async def __aenter__(self) -> AsyncClient:
         await self.connect()
@@ -121,6 +223,7 @@ class AsyncClient:
         if self._channel is None:
             self._channel = self._dial(self.address)
             self._stub = coordinator_pb2_grpc.CoordinatorServiceStub(self._channel)
+            self._pipe = _SubmitPipe(self._stub)
 
     def _dial(self, address: str) -> grpc.aio.Channel:
         if self._tls_system_roots:
@@ -134,6 +237,9 @@ class AsyncClient:
         for ch in self._shard_channels:
             await ch.close()
         self._shard_channels, self._shards, self._shard_map = [], [], None
+        if self._pipe is not None:
+            await self._pipe.close()
+            self._pipe = None
         if self._channel is not None:
             await self._channel.close()
             self._channel = None
@@ -205,9 +311,10 @@ class AsyncClient:
             wait=cpb.WAIT_FOR_LOGGED if wait == "logged" else cpb.WAIT_FOR_APPLIED,
         )
         request.txn.CopyFrom(wire.txn_to_pb(txn))
-        response = await self._call(
-            lambda left: self.stub.Submit(request, timeout=left), timeout
-        )
+        pipe = self._pipe
+        if pipe is None:
+            raise errors.Cancelled("the client is not connected")
+        response = await self._call(lambda left: pipe.submit(request, left), timeout)
         if not response.HasField("result"):
             return Result(response.position, request.request_id, applied=False,
                           duplicate=response.duplicate)

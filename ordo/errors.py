@@ -172,33 +172,47 @@ def from_rpc_error(error: grpc.RpcError) -> OrdoError:
     """Map a failed call back to the ordo error class the server raised."""
     code = error.code()  # type: ignore[attr-defined]
     message = error.details() or code.name  # type: ignore[attr-defined]
+    status = None
+    for key, value in error.trailing_metadata() or ():  # type: ignore[attr-defined]
+        if key == _DETAILS_KEY:
+            status = status_pb2.Status.FromString(value)
+    return _from_status(code, message, status)
+
+
+def from_status_bytes(raw: bytes) -> OrdoError:
+    """Map a serialized ``google.rpc.Status`` (as a streamed reply carries it)."""
+    status = status_pb2.Status.FromString(raw)
+    return _from_status(_CODES.get(status.code, grpc.StatusCode.UNKNOWN), status.message, status)
+
+
+_CODES = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def _from_status(
+    code: grpc.StatusCode, message: str, status: status_pb2.Status | None
+) -> OrdoError:
     cls = _BY_CODE.get(code, OrdoError)
     metadata: dict[str, Any] = {}
-    for key, value in error.trailing_metadata() or ():  # type: ignore[attr-defined]
-        if key != _DETAILS_KEY:
-            continue
-        status = status_pb2.Status.FromString(value)
-        for detail in status.details:
-            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-                info = error_details_pb2.ErrorInfo()
-                detail.Unpack(info)
-                for k, v in info.metadata.items():
-                    metadata[k] = int(v) if k in _INT_KEYS else v
-            elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-                bad = error_details_pb2.BadRequest()
-                detail.Unpack(bad)
-                if bad.field_violations:
-                    metadata["field"] = bad.field_violations[0].field
-            elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
-                retry = error_details_pb2.RetryInfo()
-                detail.Unpack(retry)
-                metadata["retry_after_s"] = retry.retry_delay.ToMilliseconds() / 1000
-    metadata.pop("retry_after_s", None) if cls is not ResourceExhausted else None
+    for detail in status.details if status is not None else ():
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            for k, v in info.metadata.items():
+                metadata[k] = int(v) if k in _INT_KEYS else v
+        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            if bad.field_violations:
+                metadata["field"] = bad.field_violations[0].field
+        elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            retry = error_details_pb2.RetryInfo()
+            detail.Unpack(retry)
+            metadata["retry_after_s"] = retry.retry_delay.ToMilliseconds() / 1000
+    if cls is not ResourceExhausted:
+        metadata.pop("retry_after_s", None)
     if cls is OrdoError:
-        result = OrdoError(f"{code.name}: {message}", **metadata)
-    else:
-        result = cls(message, **metadata)
-    return result
+        return OrdoError(f"{code.name}: {message}", **metadata)
+    return cls(message, **metadata)
 
 
 assert code_pb2.INVALID_ARGUMENT == grpc.StatusCode.INVALID_ARGUMENT.value[0]

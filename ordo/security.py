@@ -33,6 +33,7 @@ ROLES = {"read": 1, "write": 2, "admin": 3}
 # must be given a role before anyone can call it.
 METHOD_ROLES: dict[str, str] = {
     "/ordo.v1.CoordinatorService/Submit": "write",
+    "/ordo.v1.CoordinatorService/SubmitStream": "write",
     "/ordo.v1.CoordinatorService/Tail": "read",
     "/ordo.v1.CoordinatorService/GetResult": "read",
     "/ordo.v1.CoordinatorService/ClusterInfo": "read",

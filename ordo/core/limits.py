@@ -28,6 +28,7 @@ SHARD_LOG_QUEUE_MAX = 4096  # log entries received but not yet applied
 LOG_STREAM_BATCH_ENTRIES_MAX = 1024  # entries per ReadLog message on catch-up
 SHARD_FLUSH_ENTRIES_MAX = 1024  # applied entries per LevelDB write batch
 READ_AT_INFLIGHT_MAX = 4096  # ReadAt requests outstanding per peer stream
+STREAM_SUBMITS_INFLIGHT_MAX = 8192  # submits in flight on one SubmitStream
 SHARD_LAG_MAX = 200_000  # positions a reachable shard may trail the tail before admission slows
 GRPC_MESSAGE_BYTES_MAX = 64 * 1024 * 1024
 

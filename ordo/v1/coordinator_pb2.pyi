@@ -37,6 +37,38 @@ class SubmitResponse(_message.Message):
     duplicate: bool
     def __init__(self, position: _Optional[int] = ..., result: _Optional[_Union[_types_pb2.TxnResult, _Mapping]] = ..., duplicate: _Optional[bool] = ...) -> None: ...
 
+class TaggedSubmit(_message.Message):
+    __slots__ = ("tag", "request", "timeout_ms")
+    TAG_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    tag: int
+    request: SubmitRequest
+    timeout_ms: int
+    def __init__(self, tag: _Optional[int] = ..., request: _Optional[_Union[SubmitRequest, _Mapping]] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
+
+class SubmitStreamRequest(_message.Message):
+    __slots__ = ("submits",)
+    SUBMITS_FIELD_NUMBER: _ClassVar[int]
+    submits: _containers.RepeatedCompositeFieldContainer[TaggedSubmit]
+    def __init__(self, submits: _Optional[_Iterable[_Union[TaggedSubmit, _Mapping]]] = ...) -> None: ...
+
+class TaggedReply(_message.Message):
+    __slots__ = ("tag", "response", "error")
+    TAG_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    tag: int
+    response: SubmitResponse
+    error: bytes
+    def __init__(self, tag: _Optional[int] = ..., response: _Optional[_Union[SubmitResponse, _Mapping]] = ..., error: _Optional[bytes] = ...) -> None: ...
+
+class SubmitStreamResponse(_message.Message):
+    __slots__ = ("replies",)
+    REPLIES_FIELD_NUMBER: _ClassVar[int]
+    replies: _containers.RepeatedCompositeFieldContainer[TaggedReply]
+    def __init__(self, replies: _Optional[_Iterable[_Union[TaggedReply, _Mapping]]] = ...) -> None: ...
+
 class TailRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

@@ -39,6 +39,11 @@ class CoordinatorServiceStub:
                 request_serializer=ordo_dot_v1_dot_coordinator__pb2.SubmitRequest.SerializeToString,
                 response_deserializer=ordo_dot_v1_dot_coordinator__pb2.SubmitResponse.FromString,
                 _registered_method=True)
+        self.SubmitStream = channel.stream_stream(
+                '/ordo.v1.CoordinatorService/SubmitStream',
+                request_serializer=ordo_dot_v1_dot_coordinator__pb2.SubmitStreamRequest.SerializeToString,
+                response_deserializer=ordo_dot_v1_dot_coordinator__pb2.SubmitStreamResponse.FromString,
+                _registered_method=True)
         self.Tail = channel.unary_unary(
                 '/ordo.v1.CoordinatorService/Tail',
                 request_serializer=ordo_dot_v1_dot_coordinator__pb2.TailRequest.SerializeToString,
@@ -71,6 +76,16 @@ class CoordinatorServiceServicer:
 
     def Submit(self, request, context):
         """Sequences a transaction and, by default, waits for its outcome.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubmitStream(self, request_iterator, context):
+        """Submit, multiplexed: many transactions in flight on one stream, several
+        per message, each answered (in completion order) with its tag. This is
+        what the Python client uses; one unary call per transaction costs more
+        than the transaction itself.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -119,6 +134,11 @@ def add_CoordinatorServiceServicer_to_server(servicer, server):
                     servicer.Submit,
                     request_deserializer=ordo_dot_v1_dot_coordinator__pb2.SubmitRequest.FromString,
                     response_serializer=ordo_dot_v1_dot_coordinator__pb2.SubmitResponse.SerializeToString,
+            ),
+            'SubmitStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.SubmitStream,
+                    request_deserializer=ordo_dot_v1_dot_coordinator__pb2.SubmitStreamRequest.FromString,
+                    response_serializer=ordo_dot_v1_dot_coordinator__pb2.SubmitStreamResponse.SerializeToString,
             ),
             'Tail': grpc.unary_unary_rpc_method_handler(
                     servicer.Tail,
@@ -173,6 +193,33 @@ class CoordinatorService:
             '/ordo.v1.CoordinatorService/Submit',
             ordo_dot_v1_dot_coordinator__pb2.SubmitRequest.SerializeToString,
             ordo_dot_v1_dot_coordinator__pb2.SubmitResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/ordo.v1.CoordinatorService/SubmitStream',
+            ordo_dot_v1_dot_coordinator__pb2.SubmitStreamRequest.SerializeToString,
+            ordo_dot_v1_dot_coordinator__pb2.SubmitStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,
