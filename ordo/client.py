@@ -419,16 +419,24 @@ class AsyncClient:
         low, at = await self._read_at(min_position, at_position, timeout)
         one = shard_map.shard_for_prefix(raw)
         targets = [shards[one]] if one is not None else shards
-        request = spb.RangeRequest(prefix=raw, min_position=low, at_position=at, limit=limit)
-        replies = await asyncio.gather(
-            *(
-                self._call(lambda left, s=stub: s.Range(request, timeout=left), timeout)
-                for stub in targets
-            )
-        )
+        async def pages(stub: shard_pb2_grpc.ShardServiceStub) -> list[Any]:
+            """Every key of one shard (or the first ``limit``), page by page,
+            all as of the position of the first page."""
+            out: list[Any] = []
+            start, position_at = b"", at
+            while True:
+                request = spb.RangeRequest(prefix=raw, min_position=low, at_position=position_at,
+                                           limit=limit - len(out) if limit else 0,
+                                           start_key=start)
+                reply = await self._call(lambda left: stub.Range(request, timeout=left), timeout)
+                out.extend(reply.items)
+                if not reply.more or (limit and len(out) >= limit):
+                    return out
+                start, position_at = reply.items[-1].key + b"\x00", reply.position
+
+        replies = await asyncio.gather(*(pages(stub) for stub in targets))
         items = sorted(
-            (wire.kv_from_pb(kv) for reply in replies for kv in reply.items),
-            key=lambda kv: kv.key,
+            (wire.kv_from_pb(kv) for reply in replies for kv in reply), key=lambda kv: kv.key
         )
         if limit:
             items = items[:limit]

@@ -83,6 +83,14 @@ def server_stream(
     return wrapper
 
 
+def wait_budget_s(context: grpc.aio.ServicerContext, default_s: float) -> float:
+    """How long a server may wait for the caller: a little less than its
+    deadline, so that the answer (DEADLINE_EXCEEDED with the position
+    reached) arrives before gRPC's own bare one."""
+    left = deadline_s(context, default_s)
+    return max(0.0, left - min(0.05, left * 0.1))
+
+
 def deadline_s(context: grpc.aio.ServicerContext, default_s: float) -> float:
     """Seconds left before the caller's deadline (``default_s`` without one)."""
     remaining = context.time_remaining()

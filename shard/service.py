@@ -390,7 +390,7 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
     async def _wait_applied(self, position: int, context: grpc.aio.ServicerContext) -> None:
         if position <= self.applied.position or self.config.inject_bug == "stale-read":
             return
-        timeout_s = rpc.deadline_s(context, DEFAULT_WAIT_S)
+        timeout_s = rpc.wait_budget_s(context, DEFAULT_WAIT_S)
         if not await self.applied.wait(position, timeout_s):
             raise errors.DeadlineExceeded(
                 f"shard {self.id} reached position {self.applied.position}, not {position}",
@@ -450,8 +450,12 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
         limit = request.limit or self.config.limits.range_keys_max
         if limit > self.config.limits.range_keys_max:
             raise errors.InvalidArgument("limit is over range_keys_max", field="limit")
+        if request.start_key and not request.start_key.startswith(request.prefix):
+            raise errors.InvalidArgument("start_key must start with the prefix", field="start_key")
         position = await self._read_position(request.min_position, request.at_position, context)
-        items, more = self.store.scan_before(request.prefix, position + 1, limit)
+        items, more = self.store.scan_before(
+            request.prefix, position + 1, limit, request.start_key
+        )
         response = spb.RangeResponse(more=more, position=position)
         for kv in items:
             wire.kv_to_pb(kv, response.items.add())
@@ -472,7 +476,7 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
                 oldest_position=self.horizon,
             )
         if request.min_position > self.durable.position:
-            timeout_s = rpc.deadline_s(context, DEFAULT_WAIT_S)
+            timeout_s = rpc.wait_budget_s(context, DEFAULT_WAIT_S)
             if not await self.durable.wait(request.min_position, timeout_s):
                 raise errors.DeadlineExceeded(
                     f"shard {self.id} has not applied position {request.min_position}",
@@ -605,7 +609,7 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
     ) -> spb.GetShardResultResponse:
         position = request.position
         if position > self.durable.position:
-            timeout_s = rpc.deadline_s(context, DEFAULT_WAIT_S)
+            timeout_s = rpc.wait_budget_s(context, DEFAULT_WAIT_S)
             if not await self.durable.wait(position, timeout_s):
                 raise errors.DeadlineExceeded(
                     f"shard {self.id} has not applied position {position} yet",

@@ -49,6 +49,14 @@ def version_key(key: bytes, position: int) -> bytes:
     return VERSIONS + escape(key) + _END + _POS.pack(position)
 
 
+def _prefix_end(prefix: bytes) -> bytes | None:
+    """The first byte string after every string that starts with ``prefix``."""
+    trimmed = prefix.rstrip(b"\xff")
+    if not trimmed:
+        return None
+    return trimmed[:-1] + bytes((trimmed[-1] + 1,))
+
+
 def pos_key(space: bytes, position: int) -> bytes:
     return space + _POS.pack(position)
 
@@ -135,29 +143,38 @@ class ShardStore:
         return Versioned(hit[1], hit[0])
 
     def scan_before(
-        self, prefix: bytes, position: int, limit: int
+        self, prefix: bytes, position: int, limit: int, start: bytes = b""
     ) -> tuple[list[KeyValue], bool]:
-        """Keys starting with ``prefix``, each at its newest version before ``position``."""
+        """Keys starting with ``prefix`` (from ``start`` on, if given), each at
+        its newest version before ``position``, in key order; and whether
+        more keys follow the ``limit`` returned."""
+        assert limit >= 1
+        pending = [k for k in self.overlay.versions if k.startswith(prefix) and k >= start]
+        # Read a few more stored keys than asked, so that deletions in the
+        # overlay cannot leave the answer short.
+        wanted = limit + 1 + len(pending)
         found: dict[bytes, tuple[int, V.Value | None]] = {}
-        start = VERSIONS + escape(prefix)
+        first = VERSIONS + escape(max(prefix, start))
         current: bytes | None = None
         best: tuple[int, V.Value | None] | None = None
-        for dbkey, raw in self.db.iterator(prefix=start):
+        for dbkey, raw in self.db.iterator(start=first, stop=_prefix_end(VERSIONS + escape(prefix))):
             body, at = dbkey[1:-8], int(_POS.unpack(dbkey[-8:])[0])
             key = unescape(body[: -len(_END)])
             if key != current:
-                if current is not None and best is not None:
+                if current is not None and best is not None and best[1] is not None:
                     found[current] = best
+                    if len(found) >= wanted:
+                        current, best = None, None
+                        break
                 current, best = key, None
             if at < position:
-                best = (at, None) if raw == b"\x00" else (at, V.decode(raw))
-        if current is not None and best is not None:
+                best = (at, V.decode(raw))
+        if current is not None and best is not None and best[1] is not None:
             found[current] = best
-        for key, versions in self.overlay.versions.items():
-            if key.startswith(prefix):
-                hit = self.overlay.read_before(key, position)
-                if hit is not None:
-                    found[key] = hit
+        for key in pending:
+            hit = self.overlay.read_before(key, position)
+            if hit is not None:
+                found[key] = hit
         out: list[KeyValue] = []
         for key in sorted(found):
             at, value = found[key]

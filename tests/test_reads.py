@@ -202,3 +202,26 @@ def test_cli_watch_history_and_get_at(cluster: Cluster) -> None:
     assert len(run("history", *a, key).splitlines()) == 2
     lines = run("watch", *a, key, "--from", str(p1), "--count", "2").splitlines()
     assert [json.loads(line)["value"] for line in lines] == ["v1", "v2"]
+
+
+async def test_range_pages_past_range_keys_max(cluster: Cluster) -> None:
+    from ordo.core.limits import RANGE_KEYS_MAX
+
+    tag = uuid.uuid4().hex[:6]
+    prefix = f"big:{{{tag}}}:"
+    total = RANGE_KEYS_MAX + 50
+    async with ordo.connect(cluster.address) as db:
+        await asyncio.gather(*(
+            db.txn(then=[ordo.put(f"{prefix}{i:06d}", i) for i in range(start, min(total, start + 100))])
+            for start in range(0, total, 100)))
+        items = await db.range(prefix)
+        assert [i.value for i in items] == list(range(total))
+        assert [i.value for i in await db.range(prefix, limit=7)] == list(range(7))
+
+
+async def test_a_read_that_times_out_says_how_far_the_shard_got(cluster: Cluster) -> None:
+    async with ordo.connect(cluster.address) as db:
+        tail = await db.tail()
+        with pytest.raises(ordo.DeadlineExceeded) as raised:
+            await db.get("never", min_position=tail + 10**6, timeout=1.0)
+        assert raised.value.position >= tail

@@ -26,16 +26,18 @@ class GetResponse(_message.Message):
     def __init__(self, item: _Optional[_Union[_types_pb2.KeyValue, _Mapping]] = ..., position: _Optional[int] = ...) -> None: ...
 
 class RangeRequest(_message.Message):
-    __slots__ = ("prefix", "min_position", "limit", "at_position")
+    __slots__ = ("prefix", "min_position", "limit", "at_position", "start_key")
     PREFIX_FIELD_NUMBER: _ClassVar[int]
     MIN_POSITION_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     AT_POSITION_FIELD_NUMBER: _ClassVar[int]
+    START_KEY_FIELD_NUMBER: _ClassVar[int]
     prefix: bytes
     min_position: int
     limit: int
     at_position: int
-    def __init__(self, prefix: _Optional[bytes] = ..., min_position: _Optional[int] = ..., limit: _Optional[int] = ..., at_position: _Optional[int] = ...) -> None: ...
+    start_key: bytes
+    def __init__(self, prefix: _Optional[bytes] = ..., min_position: _Optional[int] = ..., limit: _Optional[int] = ..., at_position: _Optional[int] = ..., start_key: _Optional[bytes] = ...) -> None: ...
 
 class RangeResponse(_message.Message):
     __slots__ = ("items", "more", "position")
