@@ -120,6 +120,7 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
         self.pull_task: asyncio.Task[None] | None = None
         self.tasks: list[asyncio.Task[None]] = []
         self.idle = asyncio.Event()  # set while everything received is flushed
+        self.writing: asyncio.Task[None] | None = None  # the batch being written
 
     # ------------------------------------------------------------ lifecycle
 
@@ -240,7 +241,9 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
                     await self._flush(batch)
                     batch = _Batch()
                 if self.queue.empty():
-                    self.idle.set()
+                    await self._drain_writes()
+                    if self.queue.empty():
+                        self.idle.set()
             item = await self.queue.get()
             entry = item.entry
             position = entry.position
@@ -297,9 +300,24 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
         batch.results.append(shard_result(self.id, applied))
 
     async def _flush(self, batch: _Batch) -> None:
-        applied = self.applied.position
+        """Start writing ``batch``; the applier goes on while it is written.
+
+        At most one write is in flight, so batches reach the disk in order;
+        the overlay keeps their versions readable until they are durable.
+        """
+        if self.writing is not None:
+            await self.writing
         assert self.applier is not None
-        digest = self.applier.digest
+        self.writing = serve.critical_task(
+            self._write(batch, self.applied.position, self.applier.digest), "flush"
+        )
+
+    async def _drain_writes(self) -> None:
+        if self.writing is not None:
+            await self.writing
+            self.writing = None
+
+    async def _write(self, batch: _Batch, applied: int, digest: bytes) -> None:
         started = time.perf_counter()
         await asyncio.to_thread(
             self.store.write_batch,
@@ -311,7 +329,7 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
             batch.shard_map,
             self.config.sync,
         )
-        self.store.overlay.clear()
+        self.store.overlay.drop_upto(applied, (key for _, key, _ in batch.writes))
         self.durable_digest = digest
         self.durable.advance(applied)
         metrics.FLUSH_SECONDS.observe(time.perf_counter() - started)

@@ -77,8 +77,17 @@ class Overlay:
                 return at, value
         return None
 
-    def clear(self) -> None:
-        self.versions = {}
+    def drop_upto(self, position: int, keys: Iterable[bytes]) -> None:
+        """Forget the versions of ``keys`` at or below ``position`` (now on disk)."""
+        for key in keys:
+            versions = self.versions.get(key)
+            if versions is None:
+                continue
+            keep = [v for v in versions if v[0] > position]
+            if keep:
+                self.versions[key] = keep
+            else:
+                del self.versions[key]
 
 
 class ShardStore:
