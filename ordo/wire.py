@@ -95,6 +95,15 @@ def txn_to_pb(txn: Txn) -> pb.Txn:
     return msg
 
 
+def participants_pb(msg: pb.Txn, shard_map: ShardMap) -> list[int]:
+    """The participants of a logged transaction, without decoding its values."""
+    rng = pb.OP_TYPE_RANGE
+    return shard_map.participants_of(
+        [c.key for c in msg.compares],
+        [(o.key, o.type == rng) for ops in (msg.success, msg.failure) for o in ops],
+    )
+
+
 def txn_from_pb_trusted(msg: pb.Txn) -> Txn:
     """Decode a transaction that was validated before it was logged."""
     compares = tuple(

@@ -215,11 +215,10 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
         inputs: list[asyncio.Future[Inputs]] = []
         if entry.HasField("txn"):
             assert self.applier is not None, "the shard map comes first in the log"
-            txn = wire.txn_from_pb_trusted(entry.txn)
-            plan = self.applier.plan(txn)
-            if not plan.participant:
-                txn = None
-            else:
+            if self.id in wire.participants_pb(entry.txn, self.shard_map):
+                txn = wire.txn_from_pb_trusted(entry.txn)
+                plan = self.applier.plan(txn)
+                assert plan.participant
                 for peer_id, keys in sorted(plan.remote_inputs.items()):
                     inputs.append(self.peers[peer_id].request(position, keys))
         elif entry.HasField("shard_map"):

@@ -68,6 +68,17 @@ class ShardMap:
 
     def participants(self, txn: Txn) -> list[int]:
         """Sorted ids of the shards that own any key the transaction names."""
-        shards = {self.shard_for_key(cmp.key) for cmp in txn.compares}
-        shards.update(self.owner(op.key, op.type) for op in txn.ops())
+        return self.participants_of(
+            [cmp.key for cmp in txn.compares], [(op.key, op.type is OpType.RANGE) for op in txn.ops()]
+        )
+
+    def participants_of(self, keys: list[bytes], ops: list[tuple[bytes, bool]]) -> list[int]:
+        """Participants from bare keys and (key, is_range) pairs, so that a
+        shard can decide without decoding a transaction it has no part in."""
+        if self.shard_count == 1:
+            return [0]
+        shards = {self.shard_for_key(key) for key in keys}
+        shards.update(
+            self.owner(key, OpType.RANGE if is_range else None) for key, is_range in ops
+        )
         return sorted(shards)  # ints: sorted, so set order never leaks
