@@ -159,7 +159,7 @@ def to_rpc_status(error: OrdoError) -> status_pb2.Status:
         status.details.add().Pack(bad)
     if isinstance(error, ResourceExhausted):
         delay = duration_pb2.Duration()
-        delay.FromMilliseconds(int(error.metadata["retry_after_s"] * 1000))
+        delay.FromMilliseconds(round(error.metadata["retry_after_s"] * 1000))
         status.details.add().Pack(error_details_pb2.RetryInfo(retry_delay=delay))
     return status
 

@@ -216,8 +216,14 @@ def _validate_ops(
                 raise InvalidArgument("append takes one scalar", field=f"{field}.value")
         elif o.HasField("value"):
             raise InvalidArgument(f"{kind.name.lower()} takes no value", field=f"{field}.value")
-        # A RANGE limit of 0 means RANGE_KEYS_MAX, applied in the core.
-        out.append(Op(kind, o.key, value, o.limit if kind is OpType.RANGE else 0))
+        limit = 0
+        if kind is OpType.RANGE:
+            # 0 means "as many as allowed": this service's range_keys_max,
+            # written into the message so the logged transaction says it.
+            if o.limit == 0:
+                o.limit = limits.range_keys_max
+            limit = o.limit
+        out.append(Op(kind, o.key, value, limit))
     return tuple(out)
 
 

@@ -24,9 +24,9 @@ from ordo.core.txn import (
     Compare,
     KeyValue,
     Op,
+    Operator,
     OpResult,
     OpType,
-    Operator,
     Outcome,
     Target,
     Txn,
@@ -460,15 +460,27 @@ def wire_txns(draw: st.DrawFn) -> Txn:
 @given(wire_txns())
 def test_wire_txn_round_trip(txn: Txn) -> None:
     msg = wire.txn_to_pb(txn)
-    assert wire.validate_txn(msg, Limits(), ALL_SHARDS) == txn
+    validated = wire.validate_txn(msg, Limits(), ALL_SHARDS)
+    assert validated == _with_range_limits(txn, Limits().range_keys_max)
     parsed = pb.Txn.FromString(msg.SerializeToString())
-    assert wire.txn_from_pb_trusted(parsed) == txn
+    assert wire.txn_from_pb_trusted(parsed) == validated
 
 
-def test_wire_range_limit_zero_stays_zero_for_the_core_to_read() -> None:
+def _with_range_limits(txn: Txn, limit: int) -> Txn:
+    """The transaction as validation logs it: RANGE limit 0 made explicit."""
+    def fix(ops: tuple[Op, ...]) -> tuple[Op, ...]:
+        return tuple(
+            Op(o.type, o.key, o.value, limit) if o.type is OpType.RANGE and o.limit == 0 else o
+            for o in ops
+        )
+    return Txn(txn.compares, fix(txn.success), fix(txn.failure))
+
+
+def test_wire_range_limit_zero_is_logged_as_the_configured_maximum() -> None:
     msg = wire.txn_to_pb(Txn(success=(Op(OpType.RANGE, b"doc:{42}", None, 0),)))
     txn = wire.validate_txn(msg, Limits(range_keys_max=77), ALL_SHARDS)
-    assert txn.success[0].limit == 0
+    assert txn.success[0].limit == 77
+    assert wire.txn_from_pb_trusted(msg).success[0].limit == 77
 
 
 key_values = st.builds(
@@ -538,89 +550,221 @@ SMALL = Limits(key_bytes_max=8, value_bytes_max=16, txn_ops_max=4, txn_bytes_max
 
 INVALID: list[tuple[str, pb.Txn, Limits, ShardMap, str]] = [
     ("empty txn", pb_txn(), Limits(), ALL_SHARDS, "txn"),
-    ("empty op key", pb_txn(success=[pb_op(OpType.GET, b"")]), Limits(), ALL_SHARDS,
-     "txn.success[0].key"),
-    ("empty compare key",
-     pb_txn(compares=[pb_cmp(b"", int(Target.VALUE), int(Operator.EQUAL), b"x")]),
-     Limits(), ALL_SHARDS, "txn.compares[0].key"),
-    ("key over key_bytes_max",
-     pb_txn(success=[pb_op(OpType.GET, b"k"), pb_op(OpType.PUT, b"123456789", b"v")]),
-     SMALL, ALL_SHARDS, "txn.success[1].key"),
-    ("failure key over key_bytes_max", pb_txn(failure=[pb_op(OpType.DELETE, b"x" * 9)]),
-     SMALL, ALL_SHARDS, "txn.failure[0].key"),
-    ("range prefix over key_bytes_max",
-     pb_txn(success=[pb_op(OpType.RANGE, b"{1}" + b"x" * 6, limit=1)]),
-     SMALL, ALL_SHARDS, "txn.success[0].key"),
-    ("value over value_bytes_max", pb_txn(success=[pb_op(OpType.PUT, b"k", b"x" * 17)]),
-     SMALL, ALL_SHARDS, "txn.success[0].value"),
-    ("list value over value_bytes_max",
-     pb_txn(success=[pb_op(OpType.PUT, b"k", (b"x" * 9, b"y" * 8))]),
-     SMALL, ALL_SHARDS, "txn.success[0].value"),
-    ("operand over value_bytes_max",
-     pb_txn(compares=[pb_cmp(b"k", int(Target.VALUE), int(Operator.EQUAL), "x" * 17)]),
-     SMALL, ALL_SHARDS, "txn.compares[0].operand"),
-    ("more than txn_ops_max", pb_txn(success=[pb_op(OpType.GET, b"k")] * 5),
-     SMALL, ALL_SHARDS, "txn"),
-    ("compares count toward txn_ops_max",
-     pb_txn(compares=[pb_cmp(b"k", int(Target.EXISTS), int(Operator.EQUAL), 1)] * 3,
-            failure=[pb_op(OpType.GET, b"k")] * 2),
-     SMALL, ALL_SHARDS, "txn"),
-    ("txn over txn_bytes_max",
-     pb_txn(success=[pb_op(OpType.PUT, b"k%d" % i, b"x" * 16) for i in range(4)]),
-     Limits(key_bytes_max=8, value_bytes_max=16, txn_ops_max=4, txn_bytes_max=60),
-     ALL_SHARDS, "txn"),
-    ("unknown compare target",
-     pb_txn(compares=[pb_cmp(b"k", 99, int(Operator.EQUAL), 1)]),
-     Limits(), ALL_SHARDS, "txn.compares[0].target"),
-    ("unspecified compare target",
-     pb_txn(compares=[pb_cmp(b"k", 0, int(Operator.EQUAL), 1)]),
-     Limits(), ALL_SHARDS, "txn.compares[0].target"),
-    ("unknown compare operator",
-     pb_txn(compares=[pb_cmp(b"k", int(Target.VALUE), 99, 1)]),
-     Limits(), ALL_SHARDS, "txn.compares[0].operator"),
-    ("unknown op type", pb_txn(success=[pb.Op(type=99, key=b"k")]),
-     Limits(), ALL_SHARDS, "txn.success[0].type"),
-    ("unspecified op type", pb_txn(failure=[pb.Op(type=0, key=b"k")]),
-     Limits(), ALL_SHARDS, "txn.failure[0].type"),
-    ("range without hash tag when sharded",
-     pb_txn(success=[pb_op(OpType.RANGE, b"doc:", limit=5)]),
-     Limits(), ShardMap(2), "txn.success[0].key"),
-    ("range with an empty hash tag when sharded",
-     pb_txn(success=[pb_op(OpType.RANGE, b"doc:{}", limit=5)]),
-     Limits(), ShardMap(3), "txn.success[0].key"),
-    ("range limit over range_keys_max",
-     pb_txn(success=[pb_op(OpType.RANGE, b"doc:{1}", limit=11)]),
-     Limits(range_keys_max=10), ALL_SHARDS, "txn.success[0].limit"),
-    ("put without a value", pb_txn(success=[pb_op(OpType.PUT, b"k")]),
-     Limits(), ALL_SHARDS, "txn.success[0].value"),
-    ("get with a value", pb_txn(success=[pb_op(OpType.GET, b"k", b"v")]),
-     Limits(), ALL_SHARDS, "txn.success[0].value"),
-    ("add of a non-int", pb_txn(success=[pb_op(OpType.ADD, b"k", b"1")]),
-     Limits(), ALL_SHARDS, "txn.success[0].value"),
-    ("append of a list", pb_txn(success=[pb_op(OpType.APPEND, b"k", (1,))]),
-     Limits(), ALL_SHARDS, "txn.success[0].value"),
-    ("list of lists",
-     pb_txn(success=[pb.Op(type=int(OpType.PUT), key=b"k", value=nested_list_value())]),
-     Limits(), ALL_SHARDS, "txn.success[0].value"),
-    ("value with no kind", pb_txn(success=[pb.Op(type=int(OpType.PUT), key=b"k",
-                                                 value=pb.Value())]),
-     Limits(), ALL_SHARDS, "txn.success[0].value"),
-    ("compare without operand",
-     pb_txn(compares=[pb.Compare(key=b"k", target=int(Target.VALUE),
-                                 operator=int(Operator.EQUAL))]),
-     Limits(), ALL_SHARDS, "txn.compares[0].operand"),
-    ("int compare with a bytes operand",
-     pb_txn(compares=[pb_cmp(b"k", int(Target.INT_VALUE), int(Operator.LESS), b"1")]),
-     Limits(), ALL_SHARDS, "txn.compares[0].operand"),
-    ("negative version operand",
-     pb_txn(compares=[pb_cmp(b"k", int(Target.VERSION), int(Operator.LESS), -1)]),
-     Limits(), ALL_SHARDS, "txn.compares[0].operand"),
-    ("exists operand not 0 or 1",
-     pb_txn(compares=[pb_cmp(b"k", int(Target.EXISTS), int(Operator.EQUAL), 2)]),
-     Limits(), ALL_SHARDS, "txn.compares[0].operand"),
-    ("exists with an ordering operator",
-     pb_txn(compares=[pb_cmp(b"k", int(Target.EXISTS), int(Operator.LESS), 1)]),
-     Limits(), ALL_SHARDS, "txn.compares[0].operator"),
+    (
+        "empty op key",
+        pb_txn(success=[pb_op(OpType.GET, b"")]),
+        Limits(),
+        ALL_SHARDS,
+        "txn.success[0].key",
+    ),
+    (
+        "empty compare key",
+        pb_txn(compares=[pb_cmp(b"", int(Target.VALUE), int(Operator.EQUAL), b"x")]),
+        Limits(),
+        ALL_SHARDS,
+        "txn.compares[0].key",
+    ),
+    (
+        "key over key_bytes_max",
+        pb_txn(success=[pb_op(OpType.GET, b"k"), pb_op(OpType.PUT, b"123456789", b"v")]),
+        SMALL,
+        ALL_SHARDS,
+        "txn.success[1].key",
+    ),
+    (
+        "failure key over key_bytes_max",
+        pb_txn(failure=[pb_op(OpType.DELETE, b"x" * 9)]),
+        SMALL,
+        ALL_SHARDS,
+        "txn.failure[0].key",
+    ),
+    (
+        "range prefix over key_bytes_max",
+        pb_txn(success=[pb_op(OpType.RANGE, b"{1}" + b"x" * 6, limit=1)]),
+        SMALL,
+        ALL_SHARDS,
+        "txn.success[0].key",
+    ),
+    (
+        "value over value_bytes_max",
+        pb_txn(success=[pb_op(OpType.PUT, b"k", b"x" * 17)]),
+        SMALL,
+        ALL_SHARDS,
+        "txn.success[0].value",
+    ),
+    (
+        "list value over value_bytes_max",
+        pb_txn(success=[pb_op(OpType.PUT, b"k", (b"x" * 9, b"y" * 8))]),
+        SMALL,
+        ALL_SHARDS,
+        "txn.success[0].value",
+    ),
+    (
+        "operand over value_bytes_max",
+        pb_txn(compares=[pb_cmp(b"k", int(Target.VALUE), int(Operator.EQUAL), "x" * 17)]),
+        SMALL,
+        ALL_SHARDS,
+        "txn.compares[0].operand",
+    ),
+    (
+        "more than txn_ops_max",
+        pb_txn(success=[pb_op(OpType.GET, b"k")] * 5),
+        SMALL,
+        ALL_SHARDS,
+        "txn",
+    ),
+    (
+        "compares count toward txn_ops_max",
+        pb_txn(
+            compares=[pb_cmp(b"k", int(Target.EXISTS), int(Operator.EQUAL), 1)] * 3,
+            failure=[pb_op(OpType.GET, b"k")] * 2,
+        ),
+        SMALL,
+        ALL_SHARDS,
+        "txn",
+    ),
+    (
+        "txn over txn_bytes_max",
+        pb_txn(success=[pb_op(OpType.PUT, b"k%d" % i, b"x" * 16) for i in range(4)]),
+        Limits(key_bytes_max=8, value_bytes_max=16, txn_ops_max=4, txn_bytes_max=60),
+        ALL_SHARDS,
+        "txn",
+    ),
+    (
+        "unknown compare target",
+        pb_txn(compares=[pb_cmp(b"k", 99, int(Operator.EQUAL), 1)]),
+        Limits(),
+        ALL_SHARDS,
+        "txn.compares[0].target",
+    ),
+    (
+        "unspecified compare target",
+        pb_txn(compares=[pb_cmp(b"k", 0, int(Operator.EQUAL), 1)]),
+        Limits(),
+        ALL_SHARDS,
+        "txn.compares[0].target",
+    ),
+    (
+        "unknown compare operator",
+        pb_txn(compares=[pb_cmp(b"k", int(Target.VALUE), 99, 1)]),
+        Limits(),
+        ALL_SHARDS,
+        "txn.compares[0].operator",
+    ),
+    (
+        "unknown op type",
+        pb_txn(success=[pb.Op(type=99, key=b"k")]),
+        Limits(),
+        ALL_SHARDS,
+        "txn.success[0].type",
+    ),
+    (
+        "unspecified op type",
+        pb_txn(failure=[pb.Op(type=0, key=b"k")]),
+        Limits(),
+        ALL_SHARDS,
+        "txn.failure[0].type",
+    ),
+    (
+        "range without hash tag when sharded",
+        pb_txn(success=[pb_op(OpType.RANGE, b"doc:", limit=5)]),
+        Limits(),
+        ShardMap(2),
+        "txn.success[0].key",
+    ),
+    (
+        "range with an empty hash tag when sharded",
+        pb_txn(success=[pb_op(OpType.RANGE, b"doc:{}", limit=5)]),
+        Limits(),
+        ShardMap(3),
+        "txn.success[0].key",
+    ),
+    (
+        "range limit over range_keys_max",
+        pb_txn(success=[pb_op(OpType.RANGE, b"doc:{1}", limit=11)]),
+        Limits(range_keys_max=10),
+        ALL_SHARDS,
+        "txn.success[0].limit",
+    ),
+    (
+        "put without a value",
+        pb_txn(success=[pb_op(OpType.PUT, b"k")]),
+        Limits(),
+        ALL_SHARDS,
+        "txn.success[0].value",
+    ),
+    (
+        "get with a value",
+        pb_txn(success=[pb_op(OpType.GET, b"k", b"v")]),
+        Limits(),
+        ALL_SHARDS,
+        "txn.success[0].value",
+    ),
+    (
+        "add of a non-int",
+        pb_txn(success=[pb_op(OpType.ADD, b"k", b"1")]),
+        Limits(),
+        ALL_SHARDS,
+        "txn.success[0].value",
+    ),
+    (
+        "append of a list",
+        pb_txn(success=[pb_op(OpType.APPEND, b"k", (1,))]),
+        Limits(),
+        ALL_SHARDS,
+        "txn.success[0].value",
+    ),
+    (
+        "list of lists",
+        pb_txn(success=[pb.Op(type=int(OpType.PUT), key=b"k", value=nested_list_value())]),
+        Limits(),
+        ALL_SHARDS,
+        "txn.success[0].value",
+    ),
+    (
+        "value with no kind",
+        pb_txn(success=[pb.Op(type=int(OpType.PUT), key=b"k", value=pb.Value())]),
+        Limits(),
+        ALL_SHARDS,
+        "txn.success[0].value",
+    ),
+    (
+        "compare without operand",
+        pb_txn(
+            compares=[pb.Compare(key=b"k", target=int(Target.VALUE), operator=int(Operator.EQUAL))]
+        ),
+        Limits(),
+        ALL_SHARDS,
+        "txn.compares[0].operand",
+    ),
+    (
+        "int compare with a bytes operand",
+        pb_txn(compares=[pb_cmp(b"k", int(Target.INT_VALUE), int(Operator.LESS), b"1")]),
+        Limits(),
+        ALL_SHARDS,
+        "txn.compares[0].operand",
+    ),
+    (
+        "negative version operand",
+        pb_txn(compares=[pb_cmp(b"k", int(Target.VERSION), int(Operator.LESS), -1)]),
+        Limits(),
+        ALL_SHARDS,
+        "txn.compares[0].operand",
+    ),
+    (
+        "exists operand not 0 or 1",
+        pb_txn(compares=[pb_cmp(b"k", int(Target.EXISTS), int(Operator.EQUAL), 2)]),
+        Limits(),
+        ALL_SHARDS,
+        "txn.compares[0].operand",
+    ),
+    (
+        "exists with an ordering operator",
+        pb_txn(compares=[pb_cmp(b"k", int(Target.EXISTS), int(Operator.LESS), 1)]),
+        Limits(),
+        ALL_SHARDS,
+        "txn.compares[0].operator",
+    ),
 ]
 
 
@@ -637,11 +781,6 @@ def test_wire_validate_txn_rejects_with_the_field_named(
     assert info.value.field == field
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="policy gap: RANGE limit 0 means the RANGE_KEYS_MAX constant in the core, "
-    "so a service configured with a smaller range_keys_max cannot bound it",
-)
 def test_range_limit_zero_stays_within_a_smaller_configured_range_keys_max() -> None:
     limits = Limits(range_keys_max=3)
     msg = pb_txn(success=[pb_op(OpType.RANGE, b"p{1}", limit=0)])
@@ -656,8 +795,9 @@ def test_range_limit_zero_stays_within_a_smaller_configured_range_keys_max() -> 
 
 def test_wire_validate_txn_accepts_values_at_the_limits() -> None:
     msg = pb_txn(success=[pb_op(OpType.PUT, b"x" * 8, b"v" * 16)] * 4)
-    txn = wire.validate_txn(msg, Limits(key_bytes_max=8, value_bytes_max=16, txn_ops_max=4),
-                            ALL_SHARDS)
+    txn = wire.validate_txn(
+        msg, Limits(key_bytes_max=8, value_bytes_max=16, txn_ops_max=4), ALL_SHARDS
+    )
     assert len(txn.success) == 4
 
 
@@ -721,20 +861,31 @@ def test_errors_round_trip_through_rpc_status(error: errors.OrdoError) -> None:
     assert back.metadata == error.metadata
 
 
-def test_errors_round_trip_keeps_field_position_and_retry_after() -> None:
-    field = round_trip(errors.InvalidArgument("bad", field="txn.compares[2].operand"))
-    assert field.field == "txn.compares[2].operand"  # type: ignore[attr-defined]
-    oldest = round_trip(errors.OutOfRange("gone", oldest_position=99))
-    assert oldest.oldest_position == 99  # type: ignore[attr-defined]
-    position = round_trip(errors.DeadlineExceeded("late", position=7))
-    assert position.position == 7  # type: ignore[attr-defined]
-    retry = round_trip(errors.ResourceExhausted("busy", retry_after_s=0.5))
-    assert retry.retry_after_s == 0.5  # type: ignore[attr-defined]
-    assert retry.retryable is True
+def test_errors_round_trip_keeps_the_field() -> None:
+    back = round_trip(errors.InvalidArgument("bad", field="txn.compares[2].operand"))
+    assert back.field == "txn.compares[2].operand"  # type: ignore[attr-defined]
+
+
+def test_errors_round_trip_keeps_oldest_position_as_an_int() -> None:
+    back = round_trip(errors.OutOfRange("gone", oldest_position=99))
+    assert back.oldest_position == 99  # type: ignore[attr-defined]
+
+
+def test_errors_round_trip_keeps_position_as_an_int() -> None:
+    back = round_trip(errors.DeadlineExceeded("late", position=7))
+    assert back.position == 7  # type: ignore[attr-defined]
+
+
+def test_errors_round_trip_keeps_retry_after_and_retryable() -> None:
+    back = round_trip(errors.ResourceExhausted("busy", retry_after_s=0.5))
+    assert back.retry_after_s == 0.5  # type: ignore[attr-defined]
+    assert back.retryable is True
 
 
 @pytest.mark.parametrize("retry_after_s", [0.001, 0.25, 1.001, 1.003, 2.5, 30.0])
 def test_errors_retry_after_keeps_whole_milliseconds(retry_after_s: float) -> None:
+    # RetryInfo carries milliseconds; a whole number of them must survive.
+    # (1.001 * 1000 is 1000.9999999999999 in floating point.)
     back = round_trip(errors.ResourceExhausted("busy", retry_after_s=retry_after_s))
     assert back.retry_after_s == retry_after_s  # type: ignore[attr-defined]
 

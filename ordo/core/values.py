@@ -117,10 +117,14 @@ def _decode_scalar(data: bytes) -> Scalar:
     raise ValueError(f"unknown value tag {tag}")
 
 
+LIST_ITEM_OVERHEAD_BYTES = 5  # the tag and length each stored list item carries
+
+
 def size(value: Value) -> int:
-    """Bytes a value counts against ``value_bytes_max``: its payload size."""
+    """Bytes a value counts against ``value_bytes_max``: its payload, plus
+    each list item's overhead (so a list of empty strings is bounded too)."""
     if isinstance(value, tuple):
-        return sum(_scalar_size(item) for item in value)
+        return sum(_scalar_size(item) + LIST_ITEM_OVERHEAD_BYTES for item in value)
     return _scalar_size(value)
 
 
