@@ -55,7 +55,7 @@ class LevelDBSequencerLog:
         raw = self.db.get(META_TAIL)
         self._tail = 0 if raw is None else int(_POS.unpack(raw)[0])
         self._oldest = 1
-        for key, raw_batch in self.db.iterator(prefix=BATCHES):
+        for _, raw_batch in self.db.iterator(prefix=BATCHES):
             self._oldest = pb.LogBatch.FromString(raw_batch).entries[0].position
             break
         else:

@@ -29,17 +29,17 @@ from dataclasses import dataclass, field
 
 import grpc
 
+from coordinator.seqlog import LevelDBSequencerLog, SequencerLog
 from ordo import errors, metrics, rpc, serve, wire
 from ordo.core import limits as L
 from ordo.core.partition import PARTITIONER, ShardMap
 from ordo.core.txn import Txn, TxnResult
+from ordo.security import TLSConfig
 from ordo.v1 import coordinator_pb2 as cpb
 from ordo.v1 import coordinator_pb2_grpc, shard_pb2_grpc
 from ordo.v1 import shard_pb2 as spb
 from ordo.v1 import types_pb2 as pb
-from ordo.security import TLSConfig
 from ordo.waiters import PositionWatch
-from coordinator.seqlog import LevelDBSequencerLog, SequencerLog
 
 log = logging.getLogger("ordo.coordinator")
 

@@ -10,11 +10,9 @@ import signal
 import subprocess
 import sys
 import time
-import tomllib
 from typing import Any
 
 from ordo.config import DEFAULT_ADDRESS
-
 
 # ---------------------------------------------------------------- services
 

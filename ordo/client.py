@@ -428,7 +428,9 @@ class AsyncClient:
                 request = spb.RangeRequest(prefix=raw, min_position=low, at_position=position_at,
                                            limit=limit - len(out) if limit else 0,
                                            start_key=start)
-                reply = await self._call(lambda left: stub.Range(request, timeout=left), timeout)
+                reply = await self._call(
+                    lambda left, r=request: stub.Range(r, timeout=left), timeout
+                )
                 out.extend(reply.items)
                 if not reply.more or (limit and len(out) >= limit):
                     return out

@@ -8,13 +8,13 @@ of those.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 from ordo.core import values as V
 from ordo.core.txn import Compare, Op, Operator, OpType, Target
 
-Key = Union[str, bytes]
-UserValue = Union[bytes, int, str, list[Union[bytes, int, str]], tuple[Union[bytes, int, str], ...]]
+Key = str | bytes
+UserValue = bytes | int | str | list[bytes | int | str] | tuple[bytes | int | str, ...]
 
 
 def key_bytes(key: Key) -> bytes:

@@ -224,7 +224,7 @@ def make_dev_certificates(folder: str, hosts: tuple[str, ...] = ("localhost", "1
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
     os.makedirs(folder, exist_ok=True)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ordo dev CA")])
     ca_cert = (

@@ -238,11 +238,14 @@ class ShardStore:
         for key, raw in self.db.iterator(start=pos_key(LOG, position), stop=stop):
             yield int(_POS.unpack(key[1:])[0]), raw
 
-    def versions(self, key: bytes, from_position: int, limit: int) -> tuple[list[tuple[int, V.Value | None]], bool]:
+    def versions(
+        self, key: bytes, from_position: int, limit: int
+    ) -> tuple[list[tuple[int, V.Value | None]], bool]:
         """Stored versions of ``key`` at positions >= ``from_position``, oldest first."""
         base = VERSIONS + escape(key) + _END
         out: list[tuple[int, V.Value | None]] = []
-        for dbkey, raw in self.db.iterator(start=base + _POS.pack(from_position), stop=base + b"\xff" * 8 + b"\xff"):
+        stop = base + b"\xff" * 9
+        for dbkey, raw in self.db.iterator(start=base + _POS.pack(from_position), stop=stop):
             if len(out) == limit:
                 return out, True
             out.append((int(_POS.unpack(dbkey[-8:])[0]), V.decode(raw)))

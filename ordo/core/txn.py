@@ -152,12 +152,12 @@ def _ordered(op: Operator, left: object, right: object) -> bool:
     if op is Operator.NOT_EQUAL:
         return left != right
     if op is Operator.LESS:
-        return left < right  # type: ignore[operator]
+        return bool(left < right)  # type: ignore[operator]
     if op is Operator.LESS_EQUAL:
-        return left <= right  # type: ignore[operator]
+        return bool(left <= right)  # type: ignore[operator]
     if op is Operator.GREATER:
-        return left > right  # type: ignore[operator]
-    return left >= right  # type: ignore[operator]
+        return bool(left > right)  # type: ignore[operator]
+    return bool(left >= right)  # type: ignore[operator]
 
 
 class _AbortError(Exception):

@@ -12,10 +12,9 @@ hashes, so it must never depend on anything but the value.
 from __future__ import annotations
 
 import struct
-from typing import Union
 
-Scalar = Union[bytes, int, str]
-Value = Union[bytes, int, str, tuple[Scalar, ...]]
+Scalar = bytes | int | str
+Value = bytes | int | str | tuple[Scalar, ...]
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
