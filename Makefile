@@ -16,6 +16,8 @@ run: $(STAMP)
 	$(VENV)/bin/ordo dev
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check ordo coordinator shard
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -q
 
 proto: $(STAMP)
@@ -25,7 +27,7 @@ bench: $(STAMP)
 	$(PY) -m bench.run
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check ordo coordinator shard tests bench
+	$(VENV)/bin/ruff check ordo coordinator shard
 	$(VENV)/bin/mypy
 
 clean:
