@@ -252,6 +252,20 @@ class AsyncClient:
         """Run ``attempt(seconds_left)``, retrying retryable errors until the timeout."""
         budget = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + budget
+        # The first try goes without the retry machinery, which costs more
+        # than the call itself on the hot path.
+        try:
+            return await attempt(budget)
+        except grpc.aio.AioRpcError as error:
+            mapped = errors.from_rpc_error(error)
+            if not mapped.retryable:
+                raise mapped from None
+        except errors.OrdoError as error:
+            if not error.retryable:
+                raise
+        budget = deadline - time.monotonic()
+        if budget <= 0:
+            raise errors.DeadlineExceeded("client timeout")
         async for retry in AsyncRetrying(
             retry=retry_if_exception(_retryable),
             stop=stop_after_delay(budget),

@@ -6,6 +6,7 @@ Handlers raise :mod:`ordo.errors` classes; :func:`unary` and
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import functools
 import logging
@@ -79,6 +80,9 @@ def server_stream(
                 yield item
         except errors.OrdoError as error:
             await _abort(context, error)
+        except asyncio.CancelledError:
+            # The server is stopping or the caller went away: nothing to answer.
+            return
 
     return wrapper
 

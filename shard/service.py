@@ -19,6 +19,7 @@ Order of work for each log entry (the adapter around
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -120,7 +121,11 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
         self.pull_task: asyncio.Task[None] | None = None
         self.tasks: list[asyncio.Task[None]] = []
         self.idle = asyncio.Event()  # set while everything received is flushed
-        self.writing: asyncio.Task[None] | None = None  # the batch being written
+        self.written = PositionWatch(applied)  # in LevelDB, perhaps not yet synced
+        self.written_digest = self.durable_digest
+        self.sync_wanted = asyncio.Event()
+        # The one thread that syncs and compacts, so that stop() can wait for it.
+        self.disk = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="disk")
 
     # ------------------------------------------------------------ lifecycle
 
@@ -144,6 +149,7 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
         self.pull_task = serve.critical_task(self._pull_log(), "pull-log")
         self.tasks.append(serve.critical_task(self._apply_loop(), "apply"))
         self.tasks.append(serve.critical_task(self._compact_loop(), "compact"))
+        self.tasks.append(serve.critical_task(self._sync_loop(), "sync"))
         self.tasks.append(asyncio.create_task(self._serve_when_caught_up(), name="health"))
         log.info("shard %d serving on %s, applied %d, horizon %d", self.id, self.config.listen,
                  self.applied.position, self.horizon)
@@ -165,6 +171,11 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
         await asyncio.gather(*self.tasks, return_exceptions=True)
         for peer in self.peers.values():
             await peer.close()
+        # Let a sync or compaction already in the thread finish before the
+        # last sync and the close.
+        self.disk.shutdown(wait=True)
+        self.store.sync()
+        self.durable.advance(self.written.position)
         self.store.close()
         log.info("shard %d stopped at applied %d", self.id, self.durable.position)
 
@@ -240,9 +251,7 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
                     await self._flush(batch)
                     batch = _Batch()
                 if self.queue.empty():
-                    await self._drain_writes()
-                    if self.queue.empty():
-                        self.idle.set()
+                    self.idle.set()
             item = await self.queue.get()
             entry = item.entry
             position = entry.position
@@ -299,40 +308,32 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
         batch.results.append(shard_result(self.id, applied))
 
     async def _flush(self, batch: _Batch) -> None:
-        """Start writing ``batch``; the applier goes on while it is written.
+        """Write ``batch`` to LevelDB (one atomic batch) and publish it.
 
-        At most one write is in flight, so batches reach the disk in order;
-        the overlay keeps their versions readable until they are durable.
+        The write is not synced here, so the applier never waits for the
+        disk: the sync loop fsyncs behind it and advances ``durable``.
+        Publishing before the fsync is safe because the sequencer log is
+        durable and the apply deterministic: after a power loss the shard
+        replays to the same records, results and events.
         """
-        if self.writing is not None:
-            await self.writing
+        applied = self.applied.position
         assert self.applier is not None
-        self.writing = serve.critical_task(
-            self._write(batch, self.applied.position, self.applier.digest), "flush"
-        )
-
-    async def _drain_writes(self) -> None:
-        if self.writing is not None:
-            await self.writing
-            self.writing = None
-
-    async def _write(self, batch: _Batch, applied: int, digest: bytes) -> None:
+        digest = self.applier.digest
         started = time.perf_counter()
-        await asyncio.to_thread(
-            self.store.write_batch,
+        self.store.write_batch(
             batch.writes,
             [(r.entry.position, r.SerializeToString()) for r in batch.records],
             [(r.position, r.SerializeToString()) for r in batch.results],
             applied,
             digest,
             batch.shard_map,
-            self.config.sync,
+            False,
         )
         self.store.overlay.drop_upto(applied, (key for _, key, _ in batch.writes))
-        self.durable_digest = digest
-        self.durable.advance(applied)
+        self.written_digest = digest
+        self.written.advance(applied)
+        self.sync_wanted.set()
         metrics.FLUSH_SECONDS.observe(time.perf_counter() - started)
-        metrics.APPLIED.set(applied)
         metrics.APPLY_QUEUE.set(self.queue.qsize())
         metrics.APPLIED_TXNS.inc(len(batch.results))
         if self.listeners:
@@ -346,6 +347,28 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
                     queue.put_nowait(None)
                     continue
                 queue.put_nowait(flushed)
+
+    async def _sync_loop(self) -> None:
+        """fsync behind the applier; ``durable`` is what a power loss keeps.
+
+        fsync point: one synced LevelDB write makes every earlier write in
+        its log durable. The applied position that the coordinator truncates
+        its log by, and that health waits for, is this one.
+        """
+        while True:
+            await self.sync_wanted.wait()
+            self.sync_wanted.clear()
+            await self._sync_now()
+
+    async def _sync_now(self) -> None:
+        target, digest = self.written.position, self.written_digest
+        if target <= self.durable.position:
+            return
+        if self.config.sync:
+            await asyncio.get_running_loop().run_in_executor(self.disk, self.store.sync)
+        self.durable_digest = digest
+        self.durable.advance(target)
+        metrics.APPLIED.set(target)
 
     def _listen(self) -> asyncio.Queue[_Flushed | None]:
         queue: asyncio.Queue[_Flushed | None] = asyncio.Queue(LISTENER_QUEUE_MAX)
@@ -370,7 +393,8 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
             target = min(target, durable - self.config.retain_positions)
         if self.config.retain_seconds:
             cutoff_ms = int((time.time() - self.config.retain_seconds) * 1000)
-            target = min(target, await asyncio.to_thread(self._newest_before, cutoff_ms))
+            target = min(target, await asyncio.get_running_loop().run_in_executor(
+                self.disk, self._newest_before, cutoff_ms))
         # Peers read our state as of positions above their own applied one
         # (ReadAt); keep it for the slowest of them.
         for peer in self.peers.values():
@@ -381,8 +405,11 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
             target = min(target, reply.applied_position)
         if target <= self.horizon:
             return 0
-        digest = await asyncio.to_thread(self._digest_at, target)
-        deleted = await asyncio.to_thread(self.store.compact, target, digest, self.config.sync)
+        digest = await asyncio.get_running_loop().run_in_executor(
+            self.disk, self._digest_at, target)
+        deleted = await asyncio.get_running_loop().run_in_executor(
+            self.disk, self.store.compact, target, digest, self.config.sync
+        )
         self.horizon = target
         log.info("shard %d compacted below %d: %d entries dropped", self.id, target, deleted)
         return deleted
@@ -492,12 +519,12 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
                 f"served is {self.horizon}",
                 oldest_position=self.horizon,
             )
-        if request.min_position > self.durable.position:
+        if request.min_position > self.written.position:
             timeout_s = rpc.wait_budget_s(context, DEFAULT_WAIT_S)
-            if not await self.durable.wait(request.min_position, timeout_s):
+            if not await self.written.wait(request.min_position, timeout_s):
                 raise errors.DeadlineExceeded(
                     f"shard {self.id} has not applied position {request.min_position}",
-                    position=self.durable.position,
+                    position=self.written.position,
                 )
         versions, more = self.store.versions(request.key, request.from_position, limit)
         response = spb.HistoryResponse(more=more, oldest_position=self.horizon)
@@ -538,8 +565,8 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
             )
         queue = self._listen()
         try:
-            upto = self.durable.position
-            message = spb.StreamResultsResponse(applied_position=upto)
+            upto = self.written.position
+            message = spb.StreamResultsResponse(applied_position=self.durable.position)
             for _, raw in self.store.log_records(start, upto):
                 record = pb.ShardLogRecord.FromString(raw)
                 raw_result = self.store.result(record.entry.position)
@@ -550,7 +577,7 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
                     result.writes.extend(record.writes)
                 if len(message.results) >= L.LOG_STREAM_BATCH_ENTRIES_MAX:
                     yield message
-                    message = spb.StreamResultsResponse(applied_position=upto)
+                    message = spb.StreamResultsResponse(applied_position=self.durable.position)
             yield message
             while True:
                 flushed = await queue.get()
@@ -558,7 +585,9 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
                     raise errors.ResourceExhausted("results stream fell behind; resume it")
                 if flushed.applied <= upto:
                     continue
-                message = spb.StreamResultsResponse(applied_position=flushed.applied)
+                # applied_position is the durable one: the coordinator
+                # truncates its log by it.
+                message = spb.StreamResultsResponse(applied_position=self.durable.position)
                 if request.include_writes:
                     for result, record in zip(flushed.results, flushed.records, strict=True):
                         copy = message.results.add()
@@ -594,7 +623,7 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
             )
         queue = self._listen()
         try:
-            upto = self.durable.position
+            upto = self.written.position
             message = spb.WatchResponse()
             for position, raw in self.store.log_records(start, upto):
                 record = pb.ShardLogRecord.FromString(raw)
@@ -625,12 +654,12 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
         self, request: spb.GetShardResultRequest, context: grpc.aio.ServicerContext
     ) -> spb.GetShardResultResponse:
         position = request.position
-        if position > self.durable.position:
+        if position > self.written.position:
             timeout_s = rpc.wait_budget_s(context, DEFAULT_WAIT_S)
-            if not await self.durable.wait(position, timeout_s):
+            if not await self.written.wait(position, timeout_s):
                 raise errors.DeadlineExceeded(
                     f"shard {self.id} has not applied position {position} yet",
-                    position=self.durable.position,
+                    position=self.written.position,
                 )
         if position <= self.horizon:
             raise errors.OutOfRange(

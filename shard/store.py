@@ -223,6 +223,10 @@ class ShardStore:
             batch.put(META_APPLIED, _POS.pack(applied))
             batch.put(META_DIGEST, digest)
 
+    def sync(self) -> None:
+        """fsync everything written so far (a synced write syncs the log)."""
+        self.db.put(META + b"sync", b"", sync=True)
+
     def result(self, position: int) -> bytes | None:
         return self.db.get(pos_key(RESULTS, position))
 

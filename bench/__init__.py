@@ -1,0 +1,1 @@
+"""Benchmarks for ordo: ``python -m bench.run`` (``make bench``)."""
