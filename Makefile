@@ -16,6 +16,7 @@ run: $(STAMP)
 	$(VENV)/bin/ordo dev
 
 test: $(STAMP)
+	npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
 	$(VENV)/bin/ruff check ordo coordinator shard
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -q
