@@ -34,8 +34,11 @@ class SequencerLog(Protocol):
     def append(self, batch: pb.LogBatch) -> None:
         """Make ``batch`` durable. Its positions follow the tail without a gap."""
 
-    def read(self, from_position: int, entries_max: int) -> list[pb.LogEntry]:
-        """Durable entries with positions >= ``from_position``, in order."""
+    def read(
+        self, from_position: int, entries_max: int, bytes_max: int = 1 << 62
+    ) -> list[pb.LogEntry]:
+        """Durable entries with positions >= ``from_position``, in order; at
+        most ``entries_max`` of them and about ``bytes_max`` bytes."""
 
     def position_of(self, request_id: str) -> int | None: ...
 
@@ -83,7 +86,9 @@ class LevelDBSequencerLog:
             wb.put(META_TAIL, _POS.pack(last))
         self._tail = last
 
-    def read(self, from_position: int, entries_max: int) -> list[pb.LogEntry]:
+    def read(
+        self, from_position: int, entries_max: int, bytes_max: int = 1 << 62
+    ) -> list[pb.LogEntry]:
         if from_position > self._tail:
             return []
         assert from_position >= self._oldest, "read below the log's oldest position"
@@ -97,10 +102,14 @@ class LevelDBSequencerLog:
         ):
             begin = key
             break
+        size = 0
         for _, raw in self.db.iterator(start=begin, stop=BATCHES + b"\xff" * 9):
             batch = pb.LogBatch.FromString(raw)
             for entry in batch.entries:
                 if entry.position >= from_position:
+                    size += entry.ByteSize()
+                    if out and size > bytes_max:
+                        return out
                     out.append(entry)
             if len(out) >= entries_max:
                 break

@@ -396,10 +396,6 @@ class Coordinator(
             reply = cpb.TaggedReply(tag=item.tag)
             timeout_s = (item.timeout_ms / 1000 if item.timeout_ms else DEFAULT_WAIT_S)
             try:
-                if len(inflight) > L.STREAM_SUBMITS_INFLIGHT_MAX:
-                    raise errors.ResourceExhausted(
-                        "too many submits in flight on this stream", retry_after_s=0.05
-                    )
                 reply.response.CopyFrom(
                     await self._submit(item.request, timeout_s - DEADLINE_MARGIN_S)
                 )
@@ -408,32 +404,52 @@ class Coordinator(
                 reply.error = errors.to_rpc_status(error).SerializeToString()
             replies.put_nowait(reply)
 
+        busy = errors.to_rpc_status(errors.ResourceExhausted(
+            "too many submits in flight on this stream", retry_after_s=0.05
+        )).SerializeToString()
+        failure: list[BaseException] = []
+
         async def read() -> None:
             try:
                 async for message in request_iterator:
-                    for item in message.submits:
-                        task = asyncio.create_task(one(item))
-                        inflight.add(task)
-                        task.add_done_callback(inflight.discard)
+                    for n, item in enumerate(message.submits):
+                        if len(inflight) >= L.STREAM_SUBMITS_INFLIGHT_MAX:
+                            # Only the excess is refused, at once and cheaply.
+                            replies.put_nowait(cpb.TaggedReply(tag=item.tag, error=busy))
+                        else:
+                            task = asyncio.create_task(one(item))
+                            inflight.add(task)
+                            task.add_done_callback(inflight.discard)
+                        if n % 256 == 255:
+                            await asyncio.sleep(0)  # one huge message must not stall the loop
+            except Exception as error:  # a request that does not parse, say
+                failure.append(error)
             finally:
                 replies.put_nowait(None)
 
         reader = asyncio.create_task(read())
         try:
             open_ = True
-            while open_ or inflight:
+            while open_ or inflight or not replies.empty():
                 first = await replies.get()
                 if first is None:
                     open_ = False
+                    if failure:
+                        raise failure[0]
                     continue
                 batch = cpb.SubmitStreamResponse(replies=[first])
-                # Everything else already answered goes in the same message.
-                while not replies.empty():
+                size = first.ByteSize()
+                # Everything else already answered goes in the same message,
+                # up to a size that keeps far below gRPC's message limit.
+                while not replies.empty() and size < L.STREAM_MESSAGE_BYTES_MAX:
                     more = replies.get_nowait()
                     if more is None:
                         open_ = False
+                        if failure:
+                            raise failure[0]
                     else:
                         batch.replies.append(more)
+                        size += more.ByteSize()
                 yield batch
         finally:
             reader.cancel()
@@ -522,6 +538,8 @@ class Coordinator(
     ) -> cpb.GetResultResponse:
         which = request.WhichOneof("by")
         if which == "request_id":
+            if len(request.request_id.encode()) > self.limits.request_id_bytes_max:
+                raise errors.InvalidArgument("request id is too long", field="request_id")
             position = self.seqlog.position_of(request.request_id)
             if position is None:
                 raise errors.NotFound(f"no transaction with request id {request.request_id!r}")
@@ -611,7 +629,8 @@ class Coordinator(
             message = self._from_recent(position)
             if message is None:
                 entries = await asyncio.to_thread(
-                    self.seqlog.read, position, L.LOG_STREAM_BATCH_ENTRIES_MAX
+                    self.seqlog.read, position, L.LOG_STREAM_BATCH_ENTRIES_MAX,
+                    L.STREAM_MESSAGE_BYTES_MAX,
                 )
                 assert entries, f"durable position {position} is missing from the log"
                 message = cpb.ReadLogResponse()
@@ -654,6 +673,7 @@ class Coordinator(
         try:
             async for batch in self._log_from(start):
                 out = cpb.SubscribeResponse()
+                size = 0
                 for entry in batch.batch.entries:
                     if not entry.HasField("txn"):
                         continue
@@ -668,6 +688,11 @@ class Coordinator(
                         committed.abort.CopyFrom(parts[0].abort)
                     for p in parts:
                         committed.writes.extend(p.writes)
+                    size += committed.ByteSize()
+                    if size >= L.STREAM_MESSAGE_BYTES_MAX:
+                        yield out
+                        out = cpb.SubscribeResponse()
+                        size = 0
                 if out.txns:
                     yield out
         finally:
@@ -678,6 +703,8 @@ class Coordinator(
     async def ReadLog(
         self, request: cpb.ReadLogRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[cpb.ReadLogResponse]:
+        if len(request.reader) > L.READER_NAME_BYTES_MAX:
+            raise errors.InvalidArgument("reader name is too long", field="reader")
         async for message in self._log_from(max(1, request.from_position)):
             yield message
 

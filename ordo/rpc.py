@@ -120,7 +120,7 @@ class Server:
                 )
         self.address = address
         self.tls = tls
-        interceptors = [security.AuthInterceptor(tokens)] if tokens is not None else []
+        interceptors = [security.EdgeInterceptor(tokens)]
         self.server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=interceptors)
         self.health = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)

@@ -128,8 +128,12 @@ def allowed(method: str, metadata: Any, tokens: dict[str, str]) -> errors.OrdoEr
     return None
 
 
-class AuthInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, tokens: dict[str, str]) -> None:
+class EdgeInterceptor(grpc.aio.ServerInterceptor):
+    """Every call to an ordo method passes here first: its token is checked
+    (when a token table is configured), and a request that does not parse
+    is answered INVALID_ARGUMENT instead of gRPC's bare UNKNOWN."""
+
+    def __init__(self, tokens: dict[str, str] | None) -> None:
         self.tokens = tokens
 
     async def intercept_service(
@@ -138,10 +142,94 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(details)
-        refusal = allowed(details.method, details.invocation_metadata, self.tokens)
-        if refusal is None or handler is None:
+        if handler is None:
             return handler
-        return _refusing(handler, refusal)
+        if self.tokens is not None:
+            refusal = allowed(details.method, details.invocation_metadata, self.tokens)
+            if refusal is not None:
+                return _refusing(handler, refusal)
+        if details.method.startswith("/ordo.v1."):
+            return _parsing_checked(handler)
+        return handler
+
+
+class _Malformed:
+    """Stands in for a request that did not parse."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = errors.InvalidArgument(f"the request does not parse: {error}", field="")
+
+
+class _MalformedError(Exception):
+    def __init__(self, marker: _Malformed) -> None:
+        self.marker = marker
+
+
+def _lenient(parse: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    def parse_or_mark(raw: bytes) -> Any:
+        try:
+            return parse(raw)
+        except Exception as error:  # DecodeError, and whatever a bad message raises
+            return _Malformed(error)
+
+    return parse_or_mark
+
+
+async def _checked(requests: Any) -> Any:
+    async for request in requests:
+        if isinstance(request, _Malformed):
+            raise _MalformedError(request)
+        yield request
+
+
+async def _abort_malformed(context: grpc.aio.ServicerContext, marker: _Malformed) -> None:
+    await context.abort(marker.error.code, marker.error.message,
+                        trailing_metadata=errors.to_grpc_metadata(marker.error))
+
+
+def _parsing_checked(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    kw = {"request_deserializer": _lenient(handler.request_deserializer),
+          "response_serializer": handler.response_serializer}
+    if handler.unary_unary:
+        inner_uu = handler.unary_unary
+
+        async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            if isinstance(request, _Malformed):
+                await _abort_malformed(context, request)
+            return await inner_uu(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(unary_unary, **kw)
+    if handler.unary_stream:
+        inner_us = handler.unary_stream
+
+        async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            if isinstance(request, _Malformed):
+                await _abort_malformed(context, request)
+                return
+            async for item in inner_us(request, context):
+                yield item
+
+        return grpc.unary_stream_rpc_method_handler(unary_stream, **kw)
+    if handler.stream_unary:
+        inner_su = handler.stream_unary
+
+        async def stream_unary(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+            try:
+                return await inner_su(_checked(requests), context)
+            except _MalformedError as error:
+                await _abort_malformed(context, error.marker)
+
+        return grpc.stream_unary_rpc_method_handler(stream_unary, **kw)
+    inner_ss = handler.stream_stream
+
+    async def stream_stream(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            async for item in inner_ss(_checked(requests), context):
+                yield item
+        except _MalformedError as error:
+            await _abort_malformed(context, error.marker)
+
+    return grpc.stream_stream_rpc_method_handler(stream_stream, **kw)
 
 
 def _refusing(handler: grpc.RpcMethodHandler, error: errors.OrdoError) -> grpc.RpcMethodHandler:

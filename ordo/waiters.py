@@ -14,10 +14,15 @@ class PositionWatch:
     waiter leaves a done future behind that the next advance discards.
     """
 
+    # Abandoned waits (timed out, cancelled) are swept out once there are at
+    # least this many and they are half the heap, so memory stays bounded.
+    ABANDONED_SWEEP_MIN = 256
+
     def __init__(self, position: int = 0) -> None:
         self.position = position
         self._heap: list[tuple[int, int, asyncio.Future[None]]] = []
         self._seq = itertools.count()
+        self._abandoned = 0
 
     def advance(self, position: int) -> None:
         if position <= self.position:
@@ -38,8 +43,19 @@ class PositionWatch:
         try:
             await asyncio.wait_for(future, timeout_s)
         except TimeoutError:
+            self._abandon()
             return False
+        except asyncio.CancelledError:
+            self._abandon()
+            raise
         return True
+
+    def _abandon(self) -> None:
+        self._abandoned += 1
+        if self._abandoned >= self.ABANDONED_SWEEP_MIN and 2 * self._abandoned >= len(self._heap):
+            self._heap = [entry for entry in self._heap if not entry[2].done()]
+            heapq.heapify(self._heap)
+            self._abandoned = 0
 
     def fail_all(self, error: BaseException) -> None:
         for _, _, future in self._heap:

@@ -501,8 +501,12 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
             request.prefix, position + 1, limit, request.start_key
         )
         response = spb.RangeResponse(more=more, position=position)
+        size = 0
         for kv in items:
-            wire.kv_to_pb(kv, response.items.add())
+            size += wire.kv_to_pb(kv, response.items.add()).ByteSize()
+            if size >= L.STREAM_MESSAGE_BYTES_MAX and len(response.items) < len(items):
+                response.more = True  # the client asks again from the last key
+                break
         return response
 
     @rpc.unary
@@ -540,6 +544,11 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[spb.ReadAtResponse]:
         async for request in request_iterator:
+            if len(request.keys) > L.READ_AT_KEYS_MAX or any(
+                len(k) > self.config.limits.key_bytes_max for k in request.keys
+            ):
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                    "ReadAt keys over their limits")
             # Everything before the position must be applied. The wait has
             # no bound by design: the lowest position in the cluster always
             # progresses, so it ends unless this shard is stopping.
@@ -567,6 +576,7 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
         try:
             upto = self.written.position
             message = spb.StreamResultsResponse(applied_position=self.durable.position)
+            size = 0
             for _, raw in self.store.log_records(start, upto):
                 record = pb.ShardLogRecord.FromString(raw)
                 raw_result = self.store.result(record.entry.position)
@@ -575,9 +585,12 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
                 result.MergeFromString(raw_result)
                 if request.include_writes:
                     result.writes.extend(record.writes)
-                if len(message.results) >= L.LOG_STREAM_BATCH_ENTRIES_MAX:
+                size += result.ByteSize()
+                if (len(message.results) >= L.LOG_STREAM_BATCH_ENTRIES_MAX
+                        or size >= L.STREAM_MESSAGE_BYTES_MAX):
                     yield message
                     message = spb.StreamResultsResponse(applied_position=self.durable.position)
+                    size = 0
             yield message
             while True:
                 flushed = await queue.get()
@@ -588,13 +601,19 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
                 # applied_position is the durable one: the coordinator
                 # truncates its log by it.
                 message = spb.StreamResultsResponse(applied_position=self.durable.position)
-                if request.include_writes:
-                    for result, record in zip(flushed.results, flushed.records, strict=True):
-                        copy = message.results.add()
-                        copy.CopyFrom(result)
+                size = 0
+                for result, record in zip(flushed.results, flushed.records, strict=True):
+                    copy = message.results.add()
+                    copy.CopyFrom(result)
+                    if request.include_writes:
                         copy.writes.extend(record.writes)
-                else:
-                    message.results.extend(flushed.results)
+                    size += copy.ByteSize()
+                    if size >= L.STREAM_MESSAGE_BYTES_MAX:
+                        yield message
+                        message = spb.StreamResultsResponse(
+                            applied_position=self.durable.position
+                        )
+                        size = 0
                 upto = flushed.applied
                 yield message
         finally:
@@ -610,6 +629,8 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
         pattern = request.key if target == "key" else request.prefix
         if target == "key":
             self._check_key(pattern)
+        elif len(pattern) > self.config.limits.key_bytes_max:
+            raise errors.InvalidArgument("prefix is over key_bytes_max", field="prefix")
 
         def matches(key: bytes) -> bool:
             return key == pattern if target == "key" else key.startswith(pattern)
@@ -625,13 +646,16 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
         try:
             upto = self.written.position
             message = spb.WatchResponse()
+            size = 0
             for position, raw in self.store.log_records(start, upto):
                 record = pb.ShardLogRecord.FromString(raw)
-                _events(record, matches, message)
-                if len(message.events) >= WATCH_EVENTS_PER_MESSAGE_MAX:
+                size += _events(record, matches, message)
+                if (len(message.events) >= WATCH_EVENTS_PER_MESSAGE_MAX
+                        or size >= L.STREAM_MESSAGE_BYTES_MAX):
                     message.progress = position
                     yield message
                     message = spb.WatchResponse()
+                    size = 0
             message.progress = max(upto, start - 1)
             yield message
             while True:
@@ -640,10 +664,17 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
                     raise errors.ResourceExhausted("watch fell behind; resume it")
                 if flushed.applied <= upto:
                     continue
-                message = spb.WatchResponse(progress=flushed.applied)
+                message = spb.WatchResponse()
+                size = 0
                 for record in flushed.records:
                     if record.entry.position > upto:
-                        _events(record, matches, message)
+                        size += _events(record, matches, message)
+                        if size >= L.STREAM_MESSAGE_BYTES_MAX:
+                            message.progress = record.entry.position
+                            yield message
+                            message = spb.WatchResponse()
+                            size = 0
+                message.progress = flushed.applied
                 upto = flushed.applied
                 yield message
         finally:
@@ -695,7 +726,9 @@ class _Batch:
     count: int = 0
 
 
-def _events(record: pb.ShardLogRecord, matches: object, out: spb.WatchResponse) -> None:
+def _events(record: pb.ShardLogRecord, matches: object, out: spb.WatchResponse) -> int:
+    """Add the record's matching writes to ``out``; returns the bytes added."""
+    added = 0
     for write in record.writes:
         if matches(write.key):  # type: ignore[operator]
             event = out.events.add(
@@ -704,6 +737,8 @@ def _events(record: pb.ShardLogRecord, matches: object, out: spb.WatchResponse) 
             )
             if write.HasField("value"):
                 event.value.CopyFrom(write.value)
+            added += event.ByteSize()
+    return added
 
 
 def shard_result(shard: int, applied: Applied) -> pb.ShardResult:

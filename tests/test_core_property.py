@@ -39,7 +39,7 @@ from ordo.core.apply import (
     ShardApplier,
     chain_digest,
 )
-from ordo.core.limits import RANGE_KEYS_MAX, VALUE_BYTES_MAX, Limits
+from ordo.core.limits import RANGE_KEYS_MAX, TXN_RANGE_BYTES_MAX, VALUE_BYTES_MAX, Limits
 from ordo.core.partition import ShardMap
 from ordo.core.txn import (
     AbortReason,
@@ -290,8 +290,16 @@ def model_apply(
             if op.type is OpType.RANGE:
                 limit = op.limit or RANGE_KEYS_MAX
                 found = sorted(k for k in view if k.startswith(op.key))
-                items = tuple(KeyValue(k, *view[k]) for k in found[:limit])
-                results.append(OpResult(i, items, len(found) > limit))
+                kept: list[KeyValue] = []
+                used = 0
+                for k in found[:limit]:
+                    # At most TXN_RANGE_BYTES_MAX of keys and values, but
+                    # always the first key.
+                    used += len(k) + V.size(view[k][0])
+                    if kept and used > TXN_RANGE_BYTES_MAX:
+                        break
+                    kept.append(KeyValue(k, *view[k]))
+                results.append(OpResult(i, tuple(kept), len(found) > len(kept)))
                 continue
             new: V.Value | None
             if op.type is OpType.PUT:

@@ -388,11 +388,24 @@ def test_range_more_is_set_when_own_puts_exceed_the_limit() -> None:
 
 def test_range_limit_zero_means_range_keys_max() -> None:
     keys = [b"p{1}%06d" % i for i in range(RANGE_KEYS_MAX + 1)]
-    store = store_with(*((k, 1) for k in keys), position=2)
+    store = store_with(*((k, b"") for k in keys), position=2)
     out = run(Txn(success=(Op(OpType.RANGE, b"p{1}", None, 0),)), store)
     (result,) = out.results
     assert [kv.key for kv in result.items] == keys[:RANGE_KEYS_MAX]
     assert result.more is True
+
+
+def test_a_range_in_a_transaction_stops_at_txn_range_bytes_max() -> None:
+    from ordo.core.limits import TXN_RANGE_BYTES_MAX
+
+    value = b"v" * 10_000
+    keys = [b"p{1}%03d" % i for i in range(40)]
+    store = store_with(*((k, value) for k in keys), position=2)
+    (result,) = run(Txn(success=(Op(OpType.RANGE, b"p{1}", None, 0),)), store).results
+    taken = len(result.items)
+    assert result.more is True and 0 < taken < len(keys)
+    assert taken * (len(keys[0]) + len(value)) <= TXN_RANGE_BYTES_MAX
+    assert (taken + 1) * (len(keys[0]) + len(value)) > TXN_RANGE_BYTES_MAX
 
 
 def test_aborted_txn_returns_no_results() -> None:

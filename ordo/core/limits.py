@@ -29,6 +29,16 @@ LOG_STREAM_BATCH_ENTRIES_MAX = 1024  # entries per ReadLog message on catch-up
 SHARD_FLUSH_ENTRIES_MAX = 1024  # applied entries per LevelDB write batch
 READ_AT_INFLIGHT_MAX = 4096  # ReadAt requests outstanding per peer stream
 STREAM_SUBMITS_INFLIGHT_MAX = 8192  # submits in flight on one SubmitStream
+# A stream message collects items until it reaches this size (one item may
+# be larger, up to GRPC_MESSAGE_BYTES_MAX).
+STREAM_MESSAGE_BYTES_MAX = 4 * 1024 * 1024
+# A RANGE op inside a transaction answers at most this many bytes of values
+# (always at least one key); past it, it stops early with `more`. With GETs
+# of at most VALUE_BYTES_MAX this keeps any transaction's result far below
+# GRPC_MESSAGE_BYTES_MAX.
+TXN_RANGE_BYTES_MAX = 128 * 1024
+READ_AT_KEYS_MAX = 4 * TXN_OPS_MAX
+READER_NAME_BYTES_MAX = 256
 SHARD_LAG_MAX = 200_000  # positions a reachable shard may trail the tail before admission slows
 GRPC_MESSAGE_BYTES_MAX = 64 * 1024 * 1024
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 
 from ordo.core import values as V
-from ordo.core.limits import RANGE_KEYS_MAX, VALUE_BYTES_MAX
+from ordo.core.limits import RANGE_KEYS_MAX, TXN_RANGE_BYTES_MAX, VALUE_BYTES_MAX
 from ordo.core.values import Value
 
 
@@ -325,7 +325,16 @@ def _range(
     if len(keys) > limit:
         keys = keys[:limit]
         more = True
-    return OpResult(index, tuple(merged[key] for key in keys), more)
+    items: list[KeyValue] = []
+    size = 0
+    for key in keys:
+        kv = merged[key]
+        size += len(key) + (0 if kv.value is None else V.size(kv.value))
+        if items and size > TXN_RANGE_BYTES_MAX:
+            more = True
+            break
+        items.append(kv)
+    return OpResult(index, tuple(items), more)
 
 
 def touched_keys(txn: Txn) -> Sequence[bytes]:
