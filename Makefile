@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test proto bench lint clean
+.PHONY: run test proto bench jepsen lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,9 @@ proto: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench.run
+
+jepsen: $(STAMP)
+	$(PY) jepsen-style/suite.py --out results/jepsen
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check ordo coordinator shard

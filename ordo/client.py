@@ -163,12 +163,13 @@ class _SubmitPipe:
         for task in self.tasks:
             if task is not asyncio.current_task():
                 task.cancel()
+        # Whatever broke the stream, a submit in flight on it may or may not
+        # have been logged: that is UNAVAILABLE (retry with the same request
+        # id, which deduplicates), never a certain failure.
         if isinstance(error, grpc.aio.AioRpcError):
-            mapped: errors.OrdoError = errors.from_rpc_error(error)
-            if not mapped.retryable and error.code() != grpc.StatusCode.CANCELLED:
-                failure: errors.OrdoError = mapped
-            else:
-                failure = errors.Unavailable(f"submit stream broke: {mapped.message}")
+            failure = errors.Unavailable(
+                f"submit stream broke: {errors.from_rpc_error(error).message}"
+            )
         else:
             failure = errors.Unavailable("submit stream ended")
         self.outbox = []
