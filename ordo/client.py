@@ -195,12 +195,15 @@ class AsyncClient:
 
     def __init__(
         self, address: str, *, timeout: float = DEFAULT_TIMEOUT_S, token: str | None = None,
-        tls: TLSConfig | str | bool | None = None,
+        tls: TLSConfig | str | bool | None = None, shard_addresses: list[str] | None = None,
     ) -> None:
         """``token``: a bearer token. ``tls``: a CA file to verify the servers
         with, ``True`` for the system roots, or a :class:`TLSConfig` (with a
-        client certificate, for mutual TLS)."""
+        client certificate, for mutual TLS). ``shard_addresses``: where this
+        client reaches each shard, in shard order, when that differs from the
+        addresses the coordinator knows them by (behind a proxy or NAT)."""
         self.address = address
+        self.shard_addresses = shard_addresses
         self.timeout = timeout
         if isinstance(tls, str):
             tls = TLSConfig(ca=tls)
@@ -295,7 +298,15 @@ class AsyncClient:
                 lambda left: self.stub.ClusterInfo(cpb.ClusterInfoRequest(), timeout=left), None
             )
             shard_map = ShardMap(info.shard_map.shard_count, info.shard_map.partitioner)
-            channels = [self._dial(s.address) for s in sorted(info.shards, key=lambda s: s.shard)]
+            addresses = [s.address for s in sorted(info.shards, key=lambda s: s.shard)]
+            if self.shard_addresses is not None:
+                if len(self.shard_addresses) != len(addresses):
+                    raise errors.FailedPrecondition(
+                        f"the cluster has {len(addresses)} shards, but "
+                        f"{len(self.shard_addresses)} shard addresses were given"
+                    )
+                addresses = list(self.shard_addresses)
+            channels = [self._dial(address) for address in addresses]
             self._shard_channels = channels
             self._shards = [shard_pb2_grpc.ShardServiceStub(ch) for ch in channels]
             self._shard_map = shard_map
@@ -670,10 +681,11 @@ class Snapshot:
 
 def connect(
     address: str, *, timeout: float = DEFAULT_TIMEOUT_S, token: str | None = None,
-    tls: TLSConfig | str | bool | None = None,
+    tls: TLSConfig | str | bool | None = None, shard_addresses: list[str] | None = None,
 ) -> AsyncClient:
     """An :class:`AsyncClient`; use it as ``async with ordo.connect(addr) as db``."""
-    return AsyncClient(address, timeout=timeout, token=token, tls=tls)
+    return AsyncClient(address, timeout=timeout, token=token, tls=tls,
+                       shard_addresses=shard_addresses)
 
 
 def _to_result(result: TxnResult, txn: Txn | None, duplicate: bool) -> Result:

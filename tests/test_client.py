@@ -46,3 +46,16 @@ async def test_submit_retries_through_a_coordinator_restart_and_commits_once(
         again = await db.txn(then=[ordo.add(key, 1)], request_id=rid)
         assert again.position == r.position and again.duplicate
         assert await db.get(key, min_position=r.position) == 1
+
+
+async def test_shard_addresses_override_the_ones_the_coordinator_knows(
+    cluster: Cluster,
+) -> None:
+    key = f"override:{uuid.uuid4().hex}"
+    shards = [cluster.shard_address(i) for i in range(cluster.shards)]
+    async with ordo.connect(cluster.address, shard_addresses=shards) as db:
+        c = await db.put(key, 1)
+        assert await db.get(key, min_position=c.position) == 1
+    async with ordo.connect(cluster.address, shard_addresses=shards[:1]) as db:
+        with pytest.raises(ordo.FailedPrecondition):
+            await db.get(key)
