@@ -85,6 +85,10 @@ class _AbortView:
     message: str
 
 
+# Stream errors that mean the stream was refused before its handler ran.
+_REFUSED = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
+
+
 class _SubmitPipe:
     """Concurrent submits multiplexed over one SubmitStream.
 
@@ -166,7 +170,11 @@ class _SubmitPipe:
         # Whatever broke the stream, a submit in flight on it may or may not
         # have been logged: that is UNAVAILABLE (retry with the same request
         # id, which deduplicates), never a certain failure.
-        if isinstance(error, grpc.aio.AioRpcError):
+        failure: errors.OrdoError
+        if isinstance(error, grpc.aio.AioRpcError) and error.code() in _REFUSED:
+            # Refused before the handler ran: nothing on it was logged.
+            failure = errors.from_rpc_error(error)
+        elif isinstance(error, grpc.aio.AioRpcError):
             failure = errors.Unavailable(
                 f"submit stream broke: {errors.from_rpc_error(error).message}"
             )

@@ -1103,8 +1103,10 @@ def test_ordo_bug_one_large_result_wedges_a_shards_results_stream() -> None:
         later_ok = True
         for i in range(2):
             try:
+                # Generous: the shard may still be sending ~200 MB of results
+                # on a loaded machine; the bug was a wedge for good.
                 submit(cpb.SubmitRequest(txn=_put(b"wedge:{w}:after%d" % i,
-                                                  pb.Value(int_value=i))), timeout=3)
+                                                  pb.Value(int_value=i))), timeout=30)
                 report.append("a later PUT on that shard: OK")
             except grpc.RpcError as error:
                 later_ok = False
