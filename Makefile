@@ -25,6 +25,8 @@ proto: $(STAMP)
 	$(PY) -m grpc_tools.protoc -Iproto --python_out=. --grpc_python_out=. --pyi_out=. proto/ordo/v1/*.proto
 
 bench: $(STAMP)
+	sh bench/install.sh
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	$(PY) -m bench.run
 
 jepsen: $(STAMP)
