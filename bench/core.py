@@ -528,7 +528,10 @@ def _process_ticks() -> dict[int, tuple[str, int]]:
             with open(f"/proc/{entry}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
             with open(f"/proc/{entry}/cmdline", "rb") as f:
-                name = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+                args = f.read().decode(errors="replace").split("\0")
+                # Program names only: a report names no path of the machine.
+                name = " ".join(os.path.basename(a) if a.startswith("/") else a
+                                for a in args).strip()
         except (OSError, IndexError):
             continue
         out[int(entry)] = (name[:90] or "?", int(fields[11]) + int(fields[12]))
