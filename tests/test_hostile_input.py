@@ -15,9 +15,9 @@ that are dropped abruptly. Throughout:
 The methods are enumerated from the service descriptors, so a new RPC is
 fuzzed as soon as it is in the proto.
 
-Tests named ``test_ordo_bug_*`` pin misbehaviour found here. They fail until
-ordo is fixed; each docstring says what goes wrong. (``-k "not ordo_bug"``
-leaves them out.) ``ORDO_FUZZ_EXAMPLES=500`` makes the fuzzing hunt longer.
+The tests at the end pin misbehaviour this suite found, since fixed; each
+docstring says what used to go wrong. ``ORDO_FUZZ_EXAMPLES=500`` makes the
+fuzzing hunt longer.
 """
 
 from __future__ import annotations
@@ -155,7 +155,7 @@ def _call(channel: grpc.Channel, method: Method, payloads: list[bytes],
     return Outcome(code, details, time.monotonic() - started, messages, first)
 
 
-# The bug pinned by test_ordo_bug_undecodable_requests_answer_unknown: a
+# The bug pinned by test_undecodable_requests_answer_invalid_argument: a
 # request that does not parse is answered UNKNOWN by gRPC's default handling,
 # not INVALID_ARGUMENT. Tolerated by the fuzzer (counted) so that it can go on
 # looking for other trouble.
@@ -644,7 +644,7 @@ def _oversized_cases() -> list[tuple[str, str, list[bytes], set[grpc.StatusCode]
          [_submit(_put(b"fz:max", pb.Value(bytes_value=b"m" * L.VALUE_BYTES_MAX)))], {OK}),
         ("Submit a value nested 40 deep", "Submit", [_nested_submit(40)], INVALID),
         ("Submit a value nested 1000 deep", "Submit", [_nested_submit(1000)], INVALID),
-        # 100k in one message: pinned by test_ordo_bug_one_submit_stream_message_stalls_*.
+        # 100k in one message: test_one_huge_submit_stream_message_does_not_stall_the_coordinator.
         ("SubmitStream 2k empty submits", "SubmitStream",
          [cpb.SubmitStreamRequest(submits=[cpb.TaggedSubmit(tag=i) for i in range(2_000)])
           .SerializeToString()], {OK}),
@@ -705,7 +705,7 @@ def test_oversized_and_degenerate_requests(
     outcome = _call(hostile.channel_for(m, shard), m, payloads, timeout_s=timeout_s)
     assert outcome.elapsed_s < timeout_s + 3.0
     if _is_decode_bug(outcome):
-        DECODE_BUG[m.name] += 1  # pinned by test_ordo_bug_undecodable_requests_answer_unknown
+        DECODE_BUG[m.name] += 1  # pinned by test_undecodable_requests_answer_invalid_argument
     else:
         assert outcome.code in codes, f"{name}: {outcome.code.name} {outcome.details[:300]!r}"
     hostile.check_alive(name)
@@ -809,11 +809,11 @@ def test_memory_stays_bounded(hostile: Hostile) -> None:
             f"{hostile.rss_before_mb[i]} MB)")
 
 
-# ---------------------------------------------------------- pinned ordo bugs
+# ------------------------------------------- bugs this suite found, now fixed
 
 
-def test_ordo_bug_undecodable_requests_answer_unknown(hostile: Hostile) -> None:
-    """ORDO BUG: a request that does not parse as its message type is answered
+def test_undecodable_requests_answer_invalid_argument(hostile: Hostile) -> None:
+    """Was a bug, pinned here: a request that does not parse as its message type is answered
     UNKNOWN ("Unexpected <class 'google.protobuf.message.DecodeError'>: Error
     parsing message with type ...") by grpc.aio's default handling, and the
     server logs an ERROR traceback for each; SubmitStream even answers OK
@@ -834,8 +834,8 @@ def test_ordo_bug_undecodable_requests_answer_unknown(hostile: Hostile) -> None:
         f"  {k}: {v}" for k, v in wrong.items())
 
 
-def test_ordo_bug_get_result_echoes_an_unbounded_request_id(hostile: Hostile) -> None:
-    """ORDO BUG: GetResult does not check request_id against
+def test_get_result_bounds_the_request_id(hostile: Hostile) -> None:
+    """Was a bug, pinned here: GetResult does not check request_id against
     request_id_bytes_max (Submit does) and puts the id into its NOT_FOUND
     message; for an id of ~16 KB or more the status trailer exceeds gRPC's
     metadata limit and the client gets RESOURCE_EXHAUSTED "received metadata
@@ -849,10 +849,10 @@ def test_ordo_bug_get_result_echoes_an_unbounded_request_id(hostile: Hostile) ->
             f"request id of {size} bytes: {outcome.code.name} {outcome.details[:200]!r}")
 
 
-def test_ordo_bug_submit_stream_refuses_every_submit_past_the_inflight_limit(
+def test_submit_stream_refuses_only_the_submits_past_the_inflight_limit(
     hostile: Hostile,
 ) -> None:
-    """ORDO BUG: one SubmitStream message with more than
+    """Was a bug, pinned here: one SubmitStream message with more than
     STREAM_SUBMITS_INFLIGHT_MAX (8192) submits gets every one of them refused
     RESOURCE_EXHAUSTED "too many submits in flight on this stream", not just
     the excess: every task is created before any runs, so each sees the full
@@ -879,8 +879,8 @@ def test_ordo_bug_submit_stream_refuses_every_submit_past_the_inflight_limit(
         f"{accepted} of {n} submits accepted; refusals by code: {dict(codes)}")
 
 
-def test_ordo_bug_one_submit_stream_message_stalls_the_coordinator(hostile: Hostile) -> None:
-    """ORDO BUG (denial of service): SubmitStream takes any number of submits
+def test_one_huge_submit_stream_message_does_not_stall_the_coordinator(hostile: Hostile) -> None:
+    """Was a bug (denial of service), pinned here: SubmitStream takes any number of submits
     in one message and creates a task for each before any of them runs, so one
     message of 100k empty submits (~0.5 MB) blocks the coordinator's event
     loop for seconds: a concurrent Tail waited 5.3 s (measured by hand), and
@@ -924,8 +924,8 @@ def test_ordo_bug_one_submit_stream_message_stalls_the_coordinator(hostile: Host
         f"replies in {took:.1f}s), a concurrent Tail took up to {worst:.1f}s")
 
 
-def test_ordo_bug_abandoned_position_waits_are_never_freed() -> None:
-    """ORDO BUG (memory): ``PositionWatch.wait`` leaves a future in its heap
+def test_abandoned_position_waits_are_freed() -> None:
+    """Was a bug (memory), pinned here: ``PositionWatch.wait`` leaves a future in its heap
     for every wait that times out or is cancelled, and ``advance`` only pops
     entries at or below the new position. A Get/Range/History/
     GetShardResult/ReadAt for a position that is never reached (min_position
@@ -950,8 +950,8 @@ def test_ordo_bug_abandoned_position_waits_are_never_freed() -> None:
     asyncio.run(abandon(20_000))
 
 
-def test_ordo_bug_watch_accepts_prefixes_of_any_size(hostile: Hostile) -> None:
-    """ORDO BUG (memory): Watch does not check its prefix against
+def test_watch_refuses_prefixes_over_key_bytes_max(hostile: Hostile) -> None:
+    """Was a bug (memory), pinned here: Watch does not check its prefix against
     key_bytes_max (Range does) and keeps the request for the life of the
     stream. Measured by hand: 8 Watch streams with 60 MB prefixes took a shard
     from 49 MB to 1906 MB of RSS (466 MB after they closed). (ReadAt keys and
@@ -973,8 +973,8 @@ VALUE_FILL = L.VALUE_BYTES_MAX - 64
 BIG_TXNS = 90  # 3 values of ~256 KiB each: ~70 MB in all
 
 
-def test_ordo_bug_streams_over_64_mib_of_history_fail_for_good() -> None:
-    """ORDO BUG: stream messages are cut by count, never by size. With ~70 MB
+def test_streams_over_64_mib_of_history_are_cut_by_size() -> None:
+    """Was a bug, pinned here: stream messages are cut by count, never by size. With ~70 MB
     of values under one hash tag (90 transactions of 3 x 256 KiB, all within
     the limits), from the first of those positions:
 
@@ -1059,8 +1059,8 @@ def test_ordo_bug_streams_over_64_mib_of_history_fail_for_good() -> None:
             f"  {k}: {v}" for k, v in failures.items())
 
 
-def test_ordo_bug_one_large_result_wedges_a_shards_results_stream() -> None:
-    """ORDO BUG (denial of service from a few KB of requests): results on
+def test_large_results_do_not_wedge_a_shards_results_stream() -> None:
+    """Was a bug (denial of service from a few KB of requests), pinned here: results on
     StreamResults (and replies on SubmitStream) are not cut by size either.
     After one PUT of a 256 KiB value, one SubmitStream message of 6
     transactions, each 128 GETs of that key (32 MiB of results each, all
