@@ -690,11 +690,12 @@ class Coordinator(
                         committed.writes.extend(p.writes)
                     size += committed.ByteSize()
                     if size >= L.STREAM_MESSAGE_BYTES_MAX:
+                        out.progress = entry.position
                         yield out
                         out = cpb.SubscribeResponse()
                         size = 0
-                if out.txns:
-                    yield out
+                out.progress = batch.batch.entries[-1].position
+                yield out
         finally:
             for stream in streams:
                 stream.cancel()

@@ -601,6 +601,7 @@ class AsyncClient:
                             timestamp_ms=txn.timestamp_ms,
                         )
                         next_position = txn.position + 1
+                    next_position = max(next_position, message.progress + 1)
             except grpc.aio.AioRpcError as error:
                 mapped = errors.from_rpc_error(error)
                 if not mapped.retryable:

@@ -225,3 +225,21 @@ async def test_a_read_that_times_out_says_how_far_the_shard_got(cluster: Cluster
         with pytest.raises(ordo.DeadlineExceeded) as raised:
             await db.get("never", min_position=tail + 10**6, timeout=1.0)
         assert raised.value.position >= tail
+
+
+async def test_subscribe_reports_progress_across_entries_that_are_not_transactions(
+    cluster: Cluster,
+) -> None:
+    import grpc
+
+    from ordo.v1 import coordinator_pb2 as cpb
+    from ordo.v1 import coordinator_pb2_grpc
+
+    async with grpc.aio.insecure_channel(cluster.address) as ch:
+        stub = coordinator_pb2_grpc.CoordinatorServiceStub(ch)
+        call = stub.Subscribe(cpb.SubscribeRequest(from_position=1))
+        first = await call.read()
+        call.cancel()
+    # Position 1 holds the shard map, not a transaction: no txn, yet progress.
+    assert first.progress >= 1
+    assert all(t.position > 1 for t in first.txns)

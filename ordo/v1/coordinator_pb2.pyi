@@ -168,10 +168,12 @@ class CommittedTxn(_message.Message):
     def __init__(self, position: _Optional[int] = ..., request_id: _Optional[str] = ..., succeeded: _Optional[bool] = ..., abort: _Optional[_Union[_types_pb2.Abort, _Mapping]] = ..., writes: _Optional[_Iterable[_Union[_types_pb2.Write, _Mapping]]] = ..., timestamp_ms: _Optional[int] = ...) -> None: ...
 
 class SubscribeResponse(_message.Message):
-    __slots__ = ("txns",)
+    __slots__ = ("txns", "progress")
     TXNS_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
     txns: _containers.RepeatedCompositeFieldContainer[CommittedTxn]
-    def __init__(self, txns: _Optional[_Iterable[_Union[CommittedTxn, _Mapping]]] = ...) -> None: ...
+    progress: int
+    def __init__(self, txns: _Optional[_Iterable[_Union[CommittedTxn, _Mapping]]] = ..., progress: _Optional[int] = ...) -> None: ...
 
 class ReadLogRequest(_message.Message):
     __slots__ = ("from_position", "reader")
