@@ -520,22 +520,9 @@ def _machine_ticks() -> tuple[int, int] | None:
 
 def _process_ticks() -> dict[int, tuple[str, int]]:
     """user+system clock ticks of every process (threads included), with a short name."""
-    out: dict[int, tuple[str, int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                args = f.read().decode(errors="replace").split("\0")
-                # Program names only: a report names no path of the machine.
-                name = " ".join(os.path.basename(a) if a.startswith("/") else a
-                                for a in args).strip()
-        except (OSError, IndexError):
-            continue
-        out[int(entry)] = (name[:90] or "?", int(fields[11]) + int(fields[12]))
-    return out
+    from bench.systems import proc_table
+
+    return {pid: (name, ticks) for pid, (_, ticks, name) in proc_table().items()}
 
 
 async def wait_quiet(limit_s: float, busy_max_pct: float = 25.0) -> str:

@@ -111,7 +111,6 @@ class Coordinator(
         self.shard_map = ShardMap(len(config.shards))
         self.tail = PositionWatch(self.seqlog.tail())
         self.queue: collections.deque[_Submit] = collections.deque()
-        self.queue_bytes = 0
         self.work = asyncio.Event()
         self.inflight: dict[str, _Submit] = {}
         self.pending: dict[int, _Pending] = {}
@@ -222,7 +221,6 @@ class Coordinator(
             if taken and size + submit.size > L.BATCH_BYTES_MAX:
                 break
             self.queue.popleft()
-            self.queue_bytes -= submit.size
             size += submit.size
             position += 1
             entry = batch.entries.add(
@@ -507,7 +505,6 @@ class Coordinator(
         self.queue.append(submit)
         metrics.SUBMITTED.inc()
         metrics.SUBMIT_QUEUE.set(len(self.queue))
-        self.queue_bytes += submit.size
         self.work.set()
         return await asyncio.shield(future)
 

@@ -176,6 +176,3 @@ class Transport:
 
 PLAIN = Transport()
 
-
-def channel(address: str) -> grpc.aio.Channel:
-    return PLAIN.channel(address)

@@ -85,7 +85,7 @@ class _Item:
 
 @dataclass(slots=True)
 class _Flushed:
-    """What one flush made durable, as published to streams."""
+    """What one flush wrote (not yet fsynced), as published to streams."""
 
     records: list[pb.ShardLogRecord]
     results: list[pb.ShardResult]
