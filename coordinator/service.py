@@ -14,6 +14,12 @@ For each submitted transaction, in this order:
    parts are in, the client gets the assembled result. Past the client's
    deadline it gets DEADLINE_EXCEEDED carrying the position instead: the log
    has decided the outcome, which can be fetched later.
+
+A transaction whose result the log alone decides (no compares, only puts
+and deletes: :func:`ordo.core.txn.decided_by_log`) is answered at step 3:
+applying it cannot fail and returns no values, so waiting for the shards
+would only add latency. Reads stay linearizable: a read waits until its
+shard has applied the log tail (or the position the caller passes).
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from coordinator.seqlog import LevelDBSequencerLog, SequencerLog
 from ordo import errors, metrics, rpc, serve, wire
 from ordo.core import limits as L
 from ordo.core.partition import PARTITIONER, ShardMap
-from ordo.core.txn import Txn, TxnResult
+from ordo.core.txn import Txn, TxnResult, decided_by_log
 from ordo.security import TLSConfig
 from ordo.v1 import coordinator_pb2 as cpb
 from ordo.v1 import coordinator_pb2_grpc, shard_pb2_grpc
@@ -228,7 +234,7 @@ class Coordinator(
             )
             entry.txn.CopyFrom(submit.txn_pb)
             taken.append(submit)
-            if submit.wants_result:
+            if submit.wants_result and not decided_by_log(submit.txn):
                 self.pending[position] = _Pending(
                     submit.request_id,
                     self.shard_map.participants(submit.txn),
@@ -347,6 +353,8 @@ class Coordinator(
         if not entry.HasField("txn"):
             raise errors.NotFound(f"position {position} holds no transaction")
         txn = wire.txn_from_pb_trusted(entry.txn)
+        if decided_by_log(txn):
+            return TxnResult(position, entry.request_id, True, None)
         participants = self.shard_map.participants(txn)
         calls = [
             self.shard_stubs[s].GetShardResult(
@@ -482,8 +490,14 @@ class Coordinator(
         response = cpb.SubmitResponse(position=position, duplicate=duplicate)
         started = time.perf_counter()
         if wants_result:
-            result = await self._result_for(position, timeout_s)
-            wire.result_to_pb(result, response.result)
+            if decided_by_log(txn):
+                response.result.position = position
+                response.result.request_id = request_id
+                response.result.succeeded = True
+                metrics.COMMITTED.inc()
+            else:
+                result = await self._result_for(position, timeout_s)
+                wire.result_to_pb(result, response.result)
             metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
         return response
 

@@ -52,6 +52,7 @@ from ordo.core.txn import (
     Outcome,
     Target,
     Txn,
+    decided_by_log,
     evaluate,
 )
 
@@ -593,6 +594,32 @@ def test_sharded_apply_is_deterministic_whatever_the_shard_order(
 
 
 @_budget(50)
+@given(log=logs, probe=txns(MAX_LOG), strip=st.booleans())
+def test_a_log_decided_txn_has_the_same_result_whatever_the_state(
+    log: list[Txn], probe: Txn, strip: bool
+) -> None:
+    """The coordinator answers a txn that :func:`decided_by_log` accepts
+    without waiting for the shards; that is only sound if applying it after
+    any prefix gives exactly that answer: success, no abort, no values, and
+    the writes of its ops."""
+    if strip:  # half of the probes are cut down to a blind write
+        blind = tuple(o for o in probe.success if o.type in (OpType.PUT, OpType.DELETE))
+        probe = Txn((), blind or (Op(OpType.DELETE, KEYS[0]),), probe.failure)
+    decided = decided_by_log(probe)
+    event(f"decided: {decided}")
+    assert decided == (not probe.compares and all(
+        o.type in (OpType.PUT, OpType.DELETE) for o in probe.success))
+    if not decided:
+        return
+    _, outcomes = run_reference(log + [probe])
+    outcome = outcomes[-1]
+    expected: dict[bytes, V.Value | None] = {}
+    for op in probe.success:
+        expected[op.key] = op.value if op.type is OpType.PUT else None
+    assert outcome.succeeded and outcome.abort is None and outcome.results == ()
+    assert dict(outcome.writes) == expected
+
+
 @given(log=logs)
 def test_one_shard_digest_is_the_chain_over_the_reference_outcomes(log: list[Txn]) -> None:
     _, ref_outcomes = run_reference(log)

@@ -146,6 +146,21 @@ def input_keys(txn: Txn) -> list[bytes]:
     return list(seen)
 
 
+def decided_by_log(txn: Txn) -> bool:
+    """True when the log alone decides ``txn``'s result, whatever the state.
+
+    A transaction without compares whose success branch only puts and
+    deletes always succeeds, writes exactly its ops and returns no values:
+    its result is known once its position is durable, before any shard has
+    applied it (the coordinator answers it then). Everything else needs
+    the state: compares pick the branch, ADD and APPEND may abort, GET and
+    RANGE return values.
+    """
+    return not txn.compares and all(
+        op.type is OpType.PUT or op.type is OpType.DELETE for op in txn.success
+    )
+
+
 def _ordered(op: Operator, left: object, right: object) -> bool:
     if op is Operator.EQUAL:
         return left == right
