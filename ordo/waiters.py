@@ -50,6 +50,23 @@ class PositionWatch:
             raise
         return True
 
+    def future(self, position: int) -> asyncio.Future[None]:
+        """A future resolved once ``self.position >= position``, for callbacks.
+
+        Give it back with :meth:`drop` if it is no longer wanted.
+        """
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.position >= position:
+            future.set_result(None)
+        else:
+            heapq.heappush(self._heap, (position, next(self._seq), future))
+        return future
+
+    def drop(self, future: asyncio.Future[None]) -> None:
+        if not future.done():
+            future.cancel()
+            self._abandon()
+
     def _abandon(self) -> None:
         self._abandoned += 1
         if self._abandoned >= self.ABANDONED_SWEEP_MIN and 2 * self._abandoned >= len(self._heap):

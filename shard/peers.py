@@ -1,22 +1,22 @@
 """Pulling the inputs of multi-shard transactions from their owner shards.
 
-One long-lived ``ReadAt`` stream per peer. Requests for a whole batch of log
-entries are written as soon as the entries arrive, without waiting for the
-answers, so a multi-shard transaction does not cost a round trip of its own:
-the owner answers each one as soon as it has applied everything before it.
-If the stream breaks, every unanswered request is sent again on a new one,
-in order; the owner's answers are deterministic, so a repeat is harmless.
+One long-lived ``ReadAt`` stream per peer. The reads of a whole batch of log
+entries go out in one message as soon as the entries arrive, without waiting
+for the answers; the owner answers each read once its earlier writers of the
+keys are applied, several answers per message, matched here by position. If
+the stream breaks, every unanswered read is sent again on a new one, in
+order; the owner's answers are deterministic, so a repeat is harmless.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 
 import grpc
 
 from ordo import rpc, wire
+from ordo.core import limits as L
 from ordo.core.txn import Versioned
 from ordo.v1 import shard_pb2 as spb
 from ordo.v1 import shard_pb2_grpc
@@ -31,10 +31,10 @@ class PeerReader:
         self.shard = shard
         self.address = address
         self.transport = transport
-        self._pending: collections.deque[tuple[spb.ReadAtRequest, asyncio.Future[Inputs]]] = (
-            collections.deque()
-        )
-        self._outbox: asyncio.Queue[spb.ReadAtRequest | None] = asyncio.Queue()
+        # Unanswered reads by position, in the order they were asked.
+        self._pending: dict[int, tuple[spb.ReadAtQuery, asyncio.Future[Inputs]]] = {}
+        self._unsent: list[spb.ReadAtQuery] = []
+        self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -51,10 +51,12 @@ class PeerReader:
                 pass
 
     def request(self, position: int, keys: list[bytes]) -> asyncio.Future[Inputs]:
+        assert position not in self._pending, f"two reads at position {position}"
         future: asyncio.Future[Inputs] = asyncio.get_running_loop().create_future()
-        req = spb.ReadAtRequest(position=position, keys=keys)
-        self._pending.append((req, future))
-        self._outbox.put_nowait(req)
+        query = spb.ReadAtQuery(position=position, keys=keys)
+        self._pending[position] = (query, future)
+        self._unsent.append(query)
+        self._wake.set()
         return future
 
     async def _run(self) -> None:
@@ -74,17 +76,17 @@ class PeerReader:
         stub = shard_pb2_grpc.ShardServiceStub(channel)
         call = stub.ReadAt()
         # Resend what is unanswered, then whatever arrives.
-        outbox: asyncio.Queue[spb.ReadAtRequest | None] = asyncio.Queue()
-        for req, _ in self._pending:
-            outbox.put_nowait(req)
-        self._outbox = outbox
+        self._unsent = [query for query, _ in self._pending.values()]
+        self._wake.set()
 
         async def writer() -> None:
             while True:
-                req = await outbox.get()
-                if req is None:
-                    return
-                await call.write(req)
+                await self._wake.wait()
+                self._wake.clear()
+                while self._unsent:
+                    reads = self._unsent[:L.READ_AT_READS_PER_MESSAGE_MAX]
+                    del self._unsent[:len(reads)]
+                    await call.write(spb.ReadAtRequest(reads=reads))
 
         writing = asyncio.create_task(writer())
         try:
@@ -92,10 +94,13 @@ class PeerReader:
                 resp = await call.read()
                 if resp is grpc.aio.EOF:
                     raise ConnectionError("peer closed the stream")
-                req, future = self._pending.popleft()
-                assert resp.position == req.position, (resp.position, req.position)
-                if not future.done():
-                    future.set_result({kv.key: _versioned(kv) for kv in resp.items})
+                for answer in resp.answers:
+                    pending = self._pending.pop(answer.position, None)
+                    if pending is None:
+                        continue  # answered already, on a stream that broke
+                    future = pending[1]
+                    if not future.done():
+                        future.set_result({kv.key: _versioned(kv) for kv in answer.items})
         finally:
             writing.cancel()
             call.cancel()

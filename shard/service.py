@@ -30,7 +30,7 @@ import grpc
 from ordo import errors, metrics, rpc, serve, wire
 from ordo.core import limits as L
 from ordo.core import values as V
-from ordo.core.apply import Applied, ShardApplier
+from ordo.core.apply import Applied, PendingWriters, ShardApplier
 from ordo.core.partition import ShardMap
 from ordo.core.txn import Txn, Versioned
 from ordo.security import TLSConfig
@@ -81,6 +81,7 @@ class _Item:
     entry: pb.LogEntry
     txn: Txn | None
     inputs: list[asyncio.Future[Inputs]]
+    writes: tuple[bytes, ...] = ()  # own keys it may write (PendingWriters)
 
 
 @dataclass(slots=True)
@@ -104,6 +105,10 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
         self.durable_digest = self.store.digest()
         self.horizon, _ = self.store.horizon()
         self.received = applied  # newest position handed to the applier
+        self.received_watch = PositionWatch(applied)
+        # Received, not yet applied transactions by the keys they may write:
+        # when a peer's ReadAt can be answered.
+        self.writers = PendingWriters()
         self.log_tail = applied
         self.applier: ShardApplier | None = None
         raw_map = self.store.shard_map_bytes()
@@ -224,12 +229,15 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
         assert position == self.received + 1, f"gap in the log: {self.received} -> {position}"
         txn: Txn | None = None
         inputs: list[asyncio.Future[Inputs]] = []
+        writes: tuple[bytes, ...] = ()
         if entry.HasField("txn"):
             assert self.applier is not None, "the shard map comes first in the log"
             if self.id in wire.participants_pb(entry.txn, self.shard_map):
                 txn = wire.txn_from_pb_trusted(entry.txn)
                 plan = self.applier.plan(txn)
                 assert plan.participant
+                writes = plan.local_writes
+                self.writers.add(position, writes)
                 for peer_id, keys in sorted(plan.remote_inputs.items()):
                     inputs.append(self.peers[peer_id].request(position, keys))
         elif entry.HasField("shard_map"):
@@ -237,8 +245,9 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
             # the applied position.
             self._set_shard_map(entry.shard_map)
         self.idle.clear()
-        await self.queue.put(_Item(entry, txn, inputs))
+        await self.queue.put(_Item(entry, txn, inputs, writes))
         self.received = position
+        self.received_watch.advance(position)
         self.log_tail = max(self.log_tail, position)
 
     # ------------------------------------------------------------ applying
@@ -266,6 +275,7 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
                         batch = _Batch()
                     remote.update(await future)
                 self._apply(batch, item, remote)
+                self.writers.done(position, item.writes)
             batch.count += 1
             self.applied.advance(position)
             if batch.count >= L.SHARD_FLUSH_ENTRIES_MAX:
@@ -543,24 +553,103 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
         request_iterator: AsyncIterator[spb.ReadAtRequest],
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[spb.ReadAtResponse]:
-        async for request in request_iterator:
-            if len(request.keys) > L.READ_AT_KEYS_MAX or any(
-                len(k) > self.config.limits.key_bytes_max for k in request.keys
-            ):
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                                    "ReadAt keys over their limits")
-            # Everything before the position must be applied. The wait has
-            # no bound by design: the lowest position in the cluster always
-            # progresses, so it ends unless this shard is stopping.
-            await self.applied.wait(request.position - 1, None)
-            response = spb.ReadAtResponse(position=request.position)
-            for key in request.keys:
-                state: Versioned | None = self.store.read_before(key, request.position)
-                item = response.items.add(key=key)
+        """Answer each read as soon as the state of its keys before its
+        position is final here: once every earlier transaction of this shard
+        that may write them is applied (see PendingWriters). Answers ready
+        together go out in one message."""
+        answers: list[spb.ReadAtAnswer] = []
+        ready = asyncio.Event()
+        parked: set[asyncio.Future[None]] = set()
+        reading_done = False
+        failure: list[tuple[grpc.StatusCode, str]] = []
+        raised: list[BaseException] = []
+
+        def answer(position: int, keys: list[bytes]) -> None:
+            out = spb.ReadAtAnswer(position=position)
+            for key in keys:
+                state: Versioned | None = self.store.read_before(key, position)
+                item = out.items.add(key=key)
                 if state is not None:
                     item.version = state.version
                     wire.value_to_pb(state.value, item.value)
-            yield response
+            answers.append(out)
+            ready.set()
+
+        def unparked(future: asyncio.Future[None], position: int, keys: list[bytes]) -> None:
+            parked.discard(future)
+            if not future.cancelled():
+                answer(position, keys)
+
+        async def read() -> None:
+            nonlocal reading_done
+            key_bytes_max = self.config.limits.key_bytes_max
+            try:
+                async for request in request_iterator:
+                    if len(request.reads) > L.READ_AT_READS_PER_MESSAGE_MAX:
+                        failure.append((grpc.StatusCode.INVALID_ARGUMENT,
+                                        "ReadAt message over READ_AT_READS_PER_MESSAGE_MAX"))
+                        return
+                    for query in request.reads:
+                        keys = list(query.keys)
+                        if len(keys) > L.READ_AT_KEYS_MAX or any(
+                            len(k) > key_bytes_max for k in keys
+                        ):
+                            failure.append((grpc.StatusCode.INVALID_ARGUMENT,
+                                            "ReadAt keys over their limits"))
+                            return
+                        position = query.position
+                        # Which transactions before the position write these
+                        # keys is known once the log up to it is received.
+                        # No bound on the wait by design: the lowest
+                        # position in the cluster always progresses.
+                        if self.received < position - 1:
+                            await self.received_watch.wait(position - 1, None)
+                        newest = self.writers.newest_before(keys, position)
+                        if newest <= self.applied.position:
+                            answer(position, keys)
+                            continue
+                        if len(parked) >= L.READ_AT_INFLIGHT_MAX:
+                            failure.append((grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                            "too many ReadAt reads waiting on this stream"))
+                            return
+                        future = self.applied.future(newest)
+                        parked.add(future)
+                        future.add_done_callback(
+                            lambda f, p=position, k=keys: unparked(f, p, k)
+                        )
+            except Exception as error:  # a request that does not parse, say
+                raised.append(error)
+            finally:
+                reading_done = True
+                ready.set()
+
+        reader = asyncio.create_task(read())
+        try:
+            while True:
+                await ready.wait()
+                ready.clear()
+                while answers:
+                    message = spb.ReadAtResponse()
+                    size = 0
+                    taken = 0
+                    for out in answers:
+                        if taken and size >= L.STREAM_MESSAGE_BYTES_MAX:
+                            break
+                        size += out.ByteSize()
+                        taken += 1
+                    message.answers.extend(answers[:taken])
+                    del answers[:taken]
+                    yield message
+                if raised:
+                    raise raised[0]
+                if failure:
+                    await context.abort(*failure[0])
+                if reading_done and not parked and not answers:
+                    return
+        finally:
+            reader.cancel()
+            for future in list(parked):
+                self.applied.drop(future)
 
     @rpc.server_stream
     async def StreamResults(

@@ -32,6 +32,7 @@ from hypothesis import strategies as st
 from ordo import wire
 from ordo.core import values as V
 from ordo.core.apply import (
+    PendingWriters,
     GENESIS_DIGEST,
     Applied,
     MemoryMVCC,
@@ -618,6 +619,62 @@ def test_a_log_decided_txn_has_the_same_result_whatever_the_state(
         expected[op.key] = op.value if op.type is OpType.PUT else None
     assert outcome.succeeded and outcome.abort is None and outcome.results == ()
     assert dict(outcome.writes) == expected
+
+
+@given(log=logs, shard_count=st.integers(1, 4), data=st.data())
+def test_a_read_may_be_answered_once_the_pending_writers_before_it_are_applied(
+    log: list[Txn], shard_count: int, data: st.DataObject
+) -> None:
+    """What lets an owner answer ReadAt(keys, p) early: the state of its keys
+    just after its newest pending writer below p (its other transactions
+    not applied) is their state just before p."""
+    run = run_sharded(log, shard_count)
+    for s in range(shard_count):
+        owned = [k for k in KEYS if run.shard_map.shard_for_key(k) == s]
+        if not owned:
+            continue
+        store = run.stores[s]
+        writers = PendingWriters()
+        for p in range(1, len(log) + 2):
+            keys = data.draw(st.lists(st.sampled_from(owned), min_size=1, unique=True))
+            newest = writers.newest_before(keys, p)
+            assert newest < p
+            event(f"answered early: {newest < p - 1}")
+            for key in keys:
+                assert store.read_before(key, newest + 1) == store.read_before(key, p), (s, p, key)
+            if p <= len(log):
+                plan = run.steps[p - 1].plans[s]
+                if plan.participant:
+                    writes = run.steps[p - 1].applied[s].outcome.writes
+                    assert {k for k, _ in writes} <= set(plan.local_writes)
+                    writers.add(p, plan.local_writes)
+
+
+@given(
+    txns_keys=st.lists(st.lists(st.sampled_from(KEYS[:6]), unique=True), max_size=12),
+    applied_count=st.integers(0, 12),
+    queries=st.lists(
+        st.tuples(st.lists(st.sampled_from(KEYS[:6]), min_size=1), st.integers(1, 14)),
+        max_size=8,
+    ),
+)
+def test_pending_writers_match_a_model(
+    txns_keys: list[list[bytes]], applied_count: int, queries: list[tuple[list[bytes], int]]
+) -> None:
+    writers = PendingWriters()
+    for p, keys in enumerate(txns_keys, start=1):
+        writers.add(p, tuple(keys))
+    applied = min(applied_count, len(txns_keys))
+    for p in range(1, applied + 1):
+        writers.done(p, tuple(txns_keys[p - 1]))
+    pending = {p: set(keys) for p, keys in enumerate(txns_keys, start=1) if p > applied}
+    for keys, position in queries:
+        expected = max(
+            (p for p, writes in pending.items() if p < position and writes & set(keys)),
+            default=0,
+        )
+        assert writers.newest_before(keys, position) == expected
+    assert len(writers) == len(set().union(*pending.values()))
 
 
 @given(log=logs)

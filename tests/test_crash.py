@@ -220,6 +220,32 @@ async def test_a_down_shard_does_not_stop_sequencing(fresh_cluster: Cluster) -> 
     _verify_all(fresh_cluster)
 
 
+async def test_a_down_shard_stops_only_what_depends_on_it(fresh_cluster: Cluster) -> None:
+    """An owner answers a peer's read once its earlier writers of those keys
+    are applied, not every earlier transaction: with shard 2 down, shard 1
+    is stuck on a transaction that needs shard 2, yet shard 0 still gets
+    shard 1's state of a key that transaction does not write."""
+    k0, k1, k2 = _keys_on_distinct_shards("dep:", fresh_cluster.shards)
+    x1 = _keys_on_distinct_shards("dep-other:", fresh_cluster.shards)[1]
+    async with ordo.connect(fresh_cluster.address, timeout=30) as db:
+        fresh_cluster.kill(1 + 2, signal.SIGKILL)  # shard 2
+        stuck = await db.txn(then=[ordo.add(k1, 1), ordo.add(k2, 1)], wait="logged")
+        free = await db.txn(then=[ordo.add(k0, 1), ordo.add(x1, 1)], wait="logged")
+        assert await db.get(k0, min_position=free.position, timeout=10) == 1
+        waits = await db.txn(then=[ordo.add(k0, 1), ordo.add(k1, 1)], wait="logged")
+        with pytest.raises(ordo.DeadlineExceeded):
+            # Shard 0 needs k1 as of before this position, which the stuck
+            # transaction writes.
+            await db.get(k0, min_position=waits.position, timeout=1.0)
+        fresh_cluster.revive(1 + 2)
+        for logged in (stuck, free, waits):
+            assert (await db.result(logged.request_id)).succeeded
+        values = await db.txn(then=[ordo.get(k) for k in (k0, k1, k2, x1)])
+        assert [values.values[k] for k in (k0, k1, k2, x1)] == [2, 2, 1, 1]
+    fresh_cluster.stop()
+    _verify_all(fresh_cluster)
+
+
 async def test_sigterm_drains_and_exits_zero_under_load(fresh_cluster: Cluster) -> None:
     ledger = await _run_with_faults(fresh_cluster, 7, _no_faults, seconds=1.5)
     stop = asyncio.Event()

@@ -665,16 +665,21 @@ def _oversized_cases() -> list[tuple[str, str, list[bytes], set[grpc.StatusCode]
          [spb.GetShardResultRequest(position=2**64 - 1).SerializeToString()],
          {grpc.StatusCode.DEADLINE_EXCEEDED}),
         ("ReadAt 100k keys", "ReadAt",
-         [spb.ReadAtRequest(position=2, keys=[b"k%d" % i for i in range(100_000)])
-          .SerializeToString()], {grpc.StatusCode.INVALID_ARGUMENT}),
+         [spb.ReadAtRequest(reads=[spb.ReadAtQuery(
+             position=2, keys=[b"k%d" % i for i in range(100_000)])]).SerializeToString()], {grpc.StatusCode.INVALID_ARGUMENT}),
         ("ReadAt keys of 1 MiB", "ReadAt",
-         [spb.ReadAtRequest(position=2, keys=[big_key] * 4).SerializeToString()],
+         [spb.ReadAtRequest(reads=[spb.ReadAtQuery(position=2, keys=[big_key] * 4)])
+          .SerializeToString()],
          {grpc.StatusCode.INVALID_ARGUMENT}),
         ("ReadAt 1000 messages, positions out of order", "ReadAt",
-         [spb.ReadAtRequest(position=(i * 7919) % 5, keys=[b"a"]).SerializeToString()
-          for i in range(1000)], {OK}),
+         [spb.ReadAtRequest(reads=[spb.ReadAtQuery(position=(i * 7919) % 5, keys=[b"a"])])
+          .SerializeToString() for i in range(1000)], {OK}),
+        ("ReadAt 100k reads in one message", "ReadAt",
+         [spb.ReadAtRequest(reads=[spb.ReadAtQuery(position=2, keys=[b"a"])] * 100_000)
+          .SerializeToString()], {grpc.StatusCode.INVALID_ARGUMENT}),
         ("ReadAt waiting for position 2^64-1", "ReadAt",
-         [spb.ReadAtRequest(position=2**64 - 1, keys=[b"a"]).SerializeToString()],
+         [spb.ReadAtRequest(reads=[spb.ReadAtQuery(position=2**64 - 1, keys=[b"a"])])
+          .SerializeToString()],
          {grpc.StatusCode.DEADLINE_EXCEEDED}),
         ("ReadLog from 2^64-1, reader of 1 MiB", "ReadLog",
          [cpb.ReadLogRequest(from_position=2**64 - 1, reader="r" * MIB).SerializeToString()],

@@ -11,6 +11,7 @@ persists, atomically. Nothing here reads a clock, randomness, or set order.
 from __future__ import annotations
 
 import bisect
+import collections
 import hashlib
 import struct
 from collections.abc import Callable, Mapping
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 
 from ordo.core import values as V
 from ordo.core.partition import ShardMap
-from ordo.core.txn import KeyValue, Outcome, Txn, Versioned, evaluate, input_keys
+from ordo.core.txn import KeyValue, OpType, Outcome, Txn, Versioned, evaluate, input_keys
 
 _POS = struct.Struct(">Q")
 _LEN = struct.Struct(">I")
@@ -31,6 +32,9 @@ class Plan:
     participant: bool
     # Peer shard -> keys to read from it as of just before the position.
     remote_inputs: dict[int, list[bytes]]
+    # Keys of this shard that the transaction may write, in either branch
+    # (first appearance order): what a peer's read of them must wait for.
+    local_writes: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +82,11 @@ class ShardApplier:
             owner = self.shard_map.shard_for_key(key)
             if owner != self.shard:
                 remote.setdefault(owner, []).append(key)
-        return Plan(True, remote)
+        writes: dict[bytes, None] = {}
+        for op in txn.ops():
+            if op.type in _WRITING and self.owns(op.key):
+                writes.setdefault(op.key, None)
+        return Plan(True, remote, tuple(writes))
 
     def apply(
         self,
@@ -100,6 +108,61 @@ class ShardApplier:
         outcome = evaluate(txn, position, read, self.owns, scan_local)
         self.digest = chain_digest(self.digest, position, outcome)
         return Applied(position, request_id, outcome, self.digest)
+
+
+_WRITING = (OpType.PUT, OpType.DELETE, OpType.ADD, OpType.APPEND)
+
+
+class PendingWriters:
+    """Planned but not yet applied transactions, by the keys they may write.
+
+    A shard registers each transaction it takes part in when it receives it
+    (log order) and retires it when it has applied it (log order again). A
+    peer's read of keys "as of just before position p" can be answered as
+    soon as :meth:`newest_before` of those keys is applied: the state of a
+    key changes only at positions that write it, and only transactions this
+    shard takes part in write its keys. That lets the owner answer without
+    applying every earlier position first, so independent multi-shard
+    transactions do not wait on one another.
+    """
+
+    def __init__(self) -> None:
+        self._by_key: dict[bytes, collections.deque[int]] = {}
+        self._newest = 0
+
+    def add(self, position: int, keys: tuple[bytes, ...]) -> None:
+        assert position > self._newest, "writers are registered in log order"
+        self._newest = position
+        for key in keys:
+            queue = self._by_key.get(key)
+            if queue is None:
+                self._by_key[key] = collections.deque((position,))
+            else:
+                queue.append(position)
+
+    def done(self, position: int, keys: tuple[bytes, ...]) -> None:
+        for key in keys:
+            queue = self._by_key[key]
+            assert queue[0] == position, "writers are retired in log order"
+            queue.popleft()
+            if not queue:
+                del self._by_key[key]
+
+    def newest_before(self, keys: list[bytes], position: int) -> int:
+        """The newest pending writer of any of ``keys`` below ``position``; 0 if none."""
+        newest = 0
+        for key in keys:
+            queue = self._by_key.get(key)
+            if queue is None:
+                continue
+            for pending in reversed(queue):
+                if pending < position:
+                    newest = max(newest, pending)
+                    break
+        return newest
+
+    def __len__(self) -> int:
+        return len(self._by_key)
 
 
 class MemoryMVCC:

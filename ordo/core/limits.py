@@ -27,7 +27,8 @@ SUBMIT_QUEUE_MAX = 8192  # transactions waiting to be sequenced
 SHARD_LOG_QUEUE_MAX = 4096  # log entries received but not yet applied
 LOG_STREAM_BATCH_ENTRIES_MAX = 1024  # entries per ReadLog message on catch-up
 SHARD_FLUSH_ENTRIES_MAX = 1024  # applied entries per LevelDB write batch
-READ_AT_INFLIGHT_MAX = 4096  # ReadAt requests outstanding per peer stream
+READ_AT_INFLIGHT_MAX = 4096  # ReadAt reads waiting for a writer, per peer stream
+READ_AT_READS_PER_MESSAGE_MAX = 1024  # reads in one ReadAt request message
 STREAM_SUBMITS_INFLIGHT_MAX = 8192  # submits in flight on one SubmitStream
 # A stream message collects items until it reaches this size (one item may
 # be larger, up to GRPC_MESSAGE_BYTES_MAX).

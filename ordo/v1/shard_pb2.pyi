@@ -50,6 +50,12 @@ class RangeResponse(_message.Message):
     def __init__(self, items: _Optional[_Iterable[_Union[_types_pb2.KeyValue, _Mapping]]] = ..., more: _Optional[bool] = ..., position: _Optional[int] = ...) -> None: ...
 
 class ReadAtRequest(_message.Message):
+    __slots__ = ("reads",)
+    READS_FIELD_NUMBER: _ClassVar[int]
+    reads: _containers.RepeatedCompositeFieldContainer[ReadAtQuery]
+    def __init__(self, reads: _Optional[_Iterable[_Union[ReadAtQuery, _Mapping]]] = ...) -> None: ...
+
+class ReadAtQuery(_message.Message):
     __slots__ = ("position", "keys")
     POSITION_FIELD_NUMBER: _ClassVar[int]
     KEYS_FIELD_NUMBER: _ClassVar[int]
@@ -58,6 +64,12 @@ class ReadAtRequest(_message.Message):
     def __init__(self, position: _Optional[int] = ..., keys: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class ReadAtResponse(_message.Message):
+    __slots__ = ("answers",)
+    ANSWERS_FIELD_NUMBER: _ClassVar[int]
+    answers: _containers.RepeatedCompositeFieldContainer[ReadAtAnswer]
+    def __init__(self, answers: _Optional[_Iterable[_Union[ReadAtAnswer, _Mapping]]] = ...) -> None: ...
+
+class ReadAtAnswer(_message.Message):
     __slots__ = ("position", "items")
     POSITION_FIELD_NUMBER: _ClassVar[int]
     ITEMS_FIELD_NUMBER: _ClassVar[int]

@@ -95,7 +95,11 @@ class ShardServiceServicer:
 
     def ReadAt(self, request_iterator, context):
         """Internal: inputs of multi-shard transactions, as of just before a
-        position. One stream per peer; answers come in request order.
+        position. One stream per peer; a message carries the reads of a whole
+        log batch, and each read is answered, matched by position, as soon as
+        every earlier transaction of this shard that may write its keys is
+        applied (so answers may come out of request order), several per
+        message.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
