@@ -63,6 +63,16 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, its threads included."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def du_mb(path: str) -> float:
     total = 0
     for root, _, files in os.walk(path):
@@ -91,23 +101,32 @@ async def closed_loop(address: str, seconds: float, workers: int) -> float:
 
 
 async def open_loop(address: str, rate: float, seconds: float, procs: list[subprocess.Popen[bytes]]) -> dict[str, float]:
+    """Offer ``rate`` puts per second whatever the answers: an arrival every
+    1/rate s is handed to a free worker of a pool of ``inflight_max``. When
+    every worker is busy, arrivals are dropped (counted), as a load balancer
+    in front of a service would shed them. The pool keeps the generator
+    cheap: a task per arrival would cost the client more CPU than the puts."""
     payload = b"x" * 100
     committed = refused = failed = 0
-    inflight: set[asyncio.Task[None]] = set()
     peaks = [0.0] * len(procs)
     per_second: list[int] = []
     inflight_max = 20_000  # the generator's own bound: past it, offered load is dropped
     dropped = 0
+    arrivals: asyncio.Queue[str] = asyncio.Queue()
     async with ordo.connect(address, timeout=10) as db:
-        async def one(key: str) -> None:
+        async def worker() -> None:
             nonlocal committed, refused, failed
-            try:
-                await db.put(key, payload)
-                committed += 1
-            except ordo.ResourceExhausted:
-                refused += 1
-            except ordo.OrdoError:
-                failed += 1
+            while True:
+                key = await arrivals.get()
+                try:
+                    await db.put(key, payload)
+                    committed += 1
+                except ordo.ResourceExhausted:
+                    refused += 1
+                except ordo.OrdoError:
+                    failed += 1
+                finally:
+                    busy[0] -= 1
 
         async def sample() -> None:
             last = 0
@@ -118,7 +137,10 @@ async def open_loop(address: str, rate: float, seconds: float, procs: list[subpr
                 per_second.append(committed - last)
                 last = committed
 
+        busy = [0]
+        workers = [asyncio.create_task(worker()) for _ in range(inflight_max)]
         sampler = asyncio.create_task(sample())
+        cpu_start = [cpu_seconds(p.pid) for p in procs] + [cpu_seconds(os.getpid())]
         tail_start = await db.tail()
         start = time.monotonic()
         sent = 0
@@ -127,16 +149,21 @@ async def open_loop(address: str, rate: float, seconds: float, procs: list[subpr
             due = int((time.monotonic() - start) * rate)
             while sent < due:
                 sent += 1
-                if len(inflight) >= inflight_max:
+                if busy[0] >= inflight_max:
                     dropped += 1
                     continue
-                task = asyncio.create_task(one(f"k{rng.randrange(100_000)}"))
-                inflight.add(task)
-                task.add_done_callback(inflight.discard)
+                busy[0] += 1
+                arrivals.put_nowait(f"k{rng.randrange(100_000)}")
             await asyncio.sleep(0.005)
         tail_end = await db.tail()
-        logged_per_s = (tail_end - tail_start) / (time.monotonic() - start)
-        await asyncio.gather(*inflight, return_exceptions=True)
+        elapsed = time.monotonic() - start
+        logged_per_s = (tail_end - tail_start) / elapsed
+        cpu_end = [cpu_seconds(p.pid) for p in procs] + [cpu_seconds(os.getpid())]
+        cpu_pct = [100 * (b - a) / elapsed for a, b in zip(cpu_start, cpu_end)]
+        while busy[0]:
+            await asyncio.sleep(0.05)
+        for task in workers:
+            task.cancel()
         sampler.cancel()
     steady = sorted(2 * x for x in per_second[4:])  # per 0.5 s -> per second
     return {
@@ -146,9 +173,12 @@ async def open_loop(address: str, rate: float, seconds: float, procs: list[subpr
         # load ran (includes submits whose client gave up after logging).
         "logged_per_s": logged_per_s,
         "median_committed_per_s": steady[len(steady) // 2] if steady else 0.0,
+        "committed_per_half_second": per_second,
         "refused": refused,
         "failed": failed,
         "dropped_by_generator": dropped,
+        "cpu_percent_servers": sum(cpu_pct[:-1]),
+        "cpu_percent_client": cpu_pct[-1],
         **{f"peak_rss_mb_{'coordinator' if i == 0 else f'shard{i - 1}'}": peaks[i]
            for i in range(len(procs))},
     }
@@ -163,7 +193,7 @@ def overload(args: argparse.Namespace) -> None:
         print(f"sustainable: {sustainable:,.0f} puts/s", flush=True)
         result = asyncio.run(open_loop(address, 2 * sustainable, args.seconds, procs))
     for key, value in result.items():
-        print(f"{key}: {value:,.1f}")
+        print(f"{key}: {value:,.1f}" if isinstance(value, float | int) else f"{key}: {value}")
     held = result["logged_per_s"] / sustainable
     print(f"throughput under 2x offered load / sustainable: {held:.2f}")
 

@@ -31,8 +31,9 @@ META_TAIL = b"mtail"
 class SequencerLog(Protocol):
     def tail(self) -> int: ...
 
-    def append(self, batch: pb.LogBatch) -> None:
-        """Make ``batch`` durable. Its positions follow the tail without a gap."""
+    def append(self, batch: pb.LogBatch, raw: bytes | None = None) -> None:
+        """Make ``batch`` durable. Its positions follow the tail without a gap.
+        ``raw``: the batch already serialized, if the caller has it."""
 
     def read(
         self, from_position: int, entries_max: int, bytes_max: int = 1 << 62
@@ -54,7 +55,9 @@ class SequencerLog(Protocol):
 
 class LevelDBSequencerLog:
     def __init__(self, path: str) -> None:
-        self.db = plyvel.DB(path, create_if_missing=True)
+        # The bloom filter makes the lookup of a new request id (the
+        # common case: absent) skip the table files.
+        self.db = plyvel.DB(path, create_if_missing=True, bloom_filter_bits=10)
         raw = self.db.get(META_TAIL)
         self._tail = 0 if raw is None else int(_POS.unpack(raw)[0])
         self._oldest = 1
@@ -67,7 +70,7 @@ class LevelDBSequencerLog:
     def tail(self) -> int:
         return self._tail
 
-    def append(self, batch: pb.LogBatch) -> None:
+    def append(self, batch: pb.LogBatch, raw: bytes | None = None) -> None:
         entries = batch.entries
         assert entries, "an empty batch is never appended"
         first = entries[0].position
@@ -79,7 +82,7 @@ class LevelDBSequencerLog:
         # synced LevelDB write. Nothing in it is acknowledged before this
         # returns.
         with self.db.write_batch(sync=True) as wb:
-            wb.put(BATCHES + _POS.pack(first), batch.SerializeToString())
+            wb.put(BATCHES + _POS.pack(first), raw if raw is not None else batch.SerializeToString())
             for entry in entries:
                 if entry.request_id:
                     wb.put(REQUESTS + entry.request_id.encode(), _POS.pack(entry.position))

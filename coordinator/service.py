@@ -30,7 +30,7 @@ import collections
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 import grpc
@@ -120,8 +120,10 @@ class Coordinator(
         self.work = asyncio.Event()
         self.inflight: dict[str, _Submit] = {}
         self.pending: dict[int, _Pending] = {}
-        # Live readers take batches from here instead of LevelDB.
-        self.recent: collections.deque[tuple[int, cpb.ReadLogResponse]] = collections.deque(
+        # Live readers take batches from here instead of LevelDB: the first
+        # position, the batch, and the batch as a serialized ReadLogResponse
+        # (serialized once, sent to every reader).
+        self.recent: collections.deque[tuple[int, pb.LogBatch, bytes]] = collections.deque(
             maxlen=RECENT_BATCHES_MAX
         )
         self.transport = rpc.Transport(config.tls, config.token)
@@ -229,15 +231,16 @@ class Coordinator(
             self.queue.popleft()
             size += submit.size
             position += 1
+            participants = self.shard_map.participants(submit.txn)
             entry = batch.entries.add(
-                position=position, request_id=submit.request_id, timestamp_ms=now_ms
+                position=position, request_id=submit.request_id, timestamp_ms=now_ms,
+                participants=participants, txn=submit.txn_pb,
             )
-            entry.txn.CopyFrom(submit.txn_pb)
             taken.append(submit)
             if submit.wants_result and not decided_by_log(submit.txn):
                 self.pending[position] = _Pending(
                     submit.request_id,
-                    self.shard_map.participants(submit.txn),
+                    participants,
                     future=asyncio.get_running_loop().create_future(),
                 )
         if self.config.inject_bug == "ack-before-fsync":
@@ -246,10 +249,12 @@ class Coordinator(
                     submit.position.set_result(batch.entries[i].position)
             await asyncio.sleep(0.3)
         metrics.BATCH_TXNS.observe(len(taken))
+        metrics.SUBMITTED.inc(len(taken))
         metrics.SUBMIT_QUEUE.set(len(self.queue))
         started = time.perf_counter()
+        raw = batch.SerializeToString()
         try:
-            await asyncio.to_thread(self.seqlog.append, batch)
+            await asyncio.to_thread(self.seqlog.append, batch, raw)
         except Exception as error:  # the log is unusable: fail loudly, lose nothing silently
             log.exception("sequencer log append failed")
             for submit in taken:
@@ -262,7 +267,7 @@ class Coordinator(
         metrics.LOG_APPEND_SECONDS.observe(time.perf_counter() - started)
         metrics.TAIL.set(position)
         first = batch.entries[0].position
-        self.recent.append((first, cpb.ReadLogResponse(batch=batch)))
+        self.recent.append((first, batch, wire.length_delimited(1, raw)))
         for entry, submit in zip(batch.entries, taken, strict=True):
             self.inflight.pop(submit.request_id, None)
             if not submit.position.done():
@@ -277,7 +282,7 @@ class Coordinator(
         while True:
             try:
                 stream = self.shard_stubs[shard].StreamResults(
-                    spb.StreamResultsRequest(from_position=next_position)
+                    spb.StreamResultsRequest(from_position=next_position, undecided_only=True)
                 )
                 async for message in stream:
                     backoff_s = 0.05
@@ -466,7 +471,7 @@ class Coordinator(
         if self.closing:
             raise errors.Unavailable("coordinator is shutting down")
         txn = wire.validate_txn(request.txn, self.limits, self.shard_map)
-        if request.wait not in cpb.WaitFor.values():
+        if request.wait not in _WAIT_MODES:
             raise errors.InvalidArgument(f"unknown wait mode {request.wait}", field="wait")
         wants_result = request.wait != cpb.WAIT_FOR_LOGGED
         request_id = request.request_id or uuid.uuid4().hex
@@ -517,8 +522,6 @@ class Coordinator(
         submit = _Submit(request_id, txn_pb, txn, txn_pb.ByteSize(), wants_result, future)
         self.inflight[request_id] = submit
         self.queue.append(submit)
-        metrics.SUBMITTED.inc()
-        metrics.SUBMIT_QUEUE.set(len(self.queue))
         self.work.set()
         return await asyncio.shield(future)
 
@@ -631,23 +634,26 @@ class Coordinator(
 
     # --------------------------------------------------------- log readers
 
-    async def _log_from(self, position: int) -> AsyncIterator[cpb.ReadLogResponse]:
-        """Durable log batches from ``position`` on, waiting for new ones."""
+    async def _log_from(
+        self, position: int
+    ) -> AsyncIterator[tuple[Sequence[pb.LogEntry], bytes | None]]:
+        """Durable log entries from ``position`` on, a batch at a time, waiting
+        for new ones; with each, its ReadLogResponse already serialized when
+        it is a whole live batch (None otherwise)."""
         self._check_retained(position)
         while True:
             if position > self.tail.position:
                 await self.tail.wait(position, None)
-            message = self._from_recent(position)
-            if message is None:
-                entries = await asyncio.to_thread(
+            found = self._from_recent(position)
+            if found is None:
+                entries: Sequence[pb.LogEntry] = await asyncio.to_thread(
                     self.seqlog.read, position, L.LOG_STREAM_BATCH_ENTRIES_MAX,
                     L.STREAM_MESSAGE_BYTES_MAX,
                 )
                 assert entries, f"durable position {position} is missing from the log"
-                message = cpb.ReadLogResponse()
-                message.batch.entries.extend(entries)
-            yield message
-            position = message.batch.entries[-1].position + 1
+                found = (entries, None)
+            yield found
+            position = found[0][-1].position + 1
 
     @rpc.server_stream
     async def Subscribe(
@@ -682,10 +688,10 @@ class Coordinator(
                 buffer.extend(message.results)
 
         try:
-            async for batch in self._log_from(start):
+            async for entries, _ in self._log_from(start):
                 out = cpb.SubscribeResponse()
                 size = 0
-                for entry in batch.batch.entries:
+                for entry in entries:
                     if not entry.HasField("txn"):
                         continue
                     txn = wire.txn_from_pb_trusted(entry.txn)
@@ -705,7 +711,7 @@ class Coordinator(
                         yield out
                         out = cpb.SubscribeResponse()
                         size = 0
-                out.progress = batch.batch.entries[-1].position
+                out.progress = entries[-1].position
                 yield out
         finally:
             for stream in streams:
@@ -717,22 +723,27 @@ class Coordinator(
     ) -> AsyncIterator[cpb.ReadLogResponse]:
         if len(request.reader) > L.READER_NAME_BYTES_MAX:
             raise errors.InvalidArgument("reader name is too long", field="reader")
-        async for message in self._log_from(max(1, request.from_position)):
-            yield message
+        async for entries, raw in self._log_from(max(1, request.from_position)):
+            # Pre-serialized bytes pass the serializer untouched (see
+            # ordo.security._parsing_checked).
+            yield raw if raw is not None else cpb.ReadLogResponse(
+                batch=pb.LogBatch(entries=entries)
+            )
 
-    def _from_recent(self, position: int) -> cpb.ReadLogResponse | None:
+    def _from_recent(
+        self, position: int
+    ) -> tuple[Sequence[pb.LogEntry], bytes | None] | None:
         recent = self.recent
         if not recent or position < recent[0][0]:
             return None
         i = bisect.bisect_right(recent, position, key=lambda item: item[0]) - 1
-        first, message = recent[i]
+        first, batch, raw = recent[i]
         if first == position:
-            return message
-        trimmed = cpb.ReadLogResponse()
-        trimmed.batch.entries.extend(
-            e for e in message.batch.entries if e.position >= position
-        )
-        return trimmed if trimmed.batch.entries else None
+            return batch.entries, raw
+        trimmed = [e for e in batch.entries if e.position >= position]
+        return (trimmed, None) if trimmed else None
+
+_WAIT_MODES = frozenset(cpb.WaitFor.values())
 
 
 def _reused(request_id: str) -> errors.FailedPrecondition:

@@ -11,6 +11,7 @@ commits twice.
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import threading
 import time
@@ -28,6 +29,7 @@ from tenacity import (
 )
 
 from ordo import errors, ops, rpc, security, wire
+from ordo.core import limits as L
 from ordo.core.partition import ShardMap
 from ordo.core.txn import Compare, Op, OpType, Txn, TxnResult
 from ordo.errors import TransactionAborted
@@ -97,6 +99,12 @@ class _SubmitPipe:
     replies are batched the same way). If the stream breaks, every submit in
     flight fails with :class:`Unavailable`, which the caller retries with
     the same request id on a new stream.
+
+    At most ``STREAM_SUBMITS_INFLIGHT_MAX`` submits are in flight on the
+    stream (what the coordinator accepts on one); more wait here, in order,
+    within their timeout, instead of being refused and retried: under
+    overload the queue is in the caller, and the servers only see work they
+    take.
     """
 
     def __init__(self, stub: coordinator_pb2_grpc.CoordinatorServiceStub) -> None:
@@ -107,6 +115,8 @@ class _SubmitPipe:
         self.wake = asyncio.Event()
         self.tags = itertools.count(1)
         self.tasks: list[asyncio.Task[None]] = []
+        self.inflight = 0
+        self.waiting: collections.deque[asyncio.Future[None]] = collections.deque()
 
     def _open(self) -> None:
         self.call = self.stub.SubmitStream()
@@ -115,22 +125,55 @@ class _SubmitPipe:
                       asyncio.ensure_future(self._receive(call))]
 
     async def submit(self, request: cpb.SubmitRequest, timeout_s: float) -> cpb.SubmitResponse:
-        if self.call is None:
-            self._open()
-        tag = next(self.tags)
-        future: asyncio.Future[cpb.SubmitResponse] = asyncio.get_running_loop().create_future()
-        self.pending[tag] = future
-        self.outbox.append(cpb.TaggedSubmit(
-            tag=tag, request=request, timeout_ms=max(1, int(timeout_s * 1000))))
-        self.wake.set()
+        loop = asyncio.get_running_loop()
+        if self.inflight >= L.STREAM_SUBMITS_INFLIGHT_MAX or self.waiting:
+            started = loop.time()
+            await self._slot(loop, timeout_s)
+            timeout_s -= loop.time() - started
+        else:
+            self.inflight += 1
         try:
+            if self.call is None:
+                self._open()
+            tag = next(self.tags)
+            future: asyncio.Future[cpb.SubmitResponse] = loop.create_future()
+            self.pending[tag] = future
+            self.outbox.append(cpb.TaggedSubmit(
+                tag=tag, request=request, timeout_ms=max(1, int(timeout_s * 1000))))
+            self.wake.set()
             # A little slack past the server's own deadline, which answers
-            # DEADLINE_EXCEEDED with the position.
-            return await asyncio.wait_for(future, timeout_s + 0.5)
-        except TimeoutError:
-            raise errors.DeadlineExceeded("client timeout waiting for the submit") from None
+            # DEADLINE_EXCEEDED with the position. (A timer, not wait_for,
+            # which costs more than the rest of the submit.)
+            timer = loop.call_later(timeout_s + 0.5, _expire, future)
+            try:
+                return await future
+            finally:
+                timer.cancel()
+                self.pending.pop(tag, None)
         finally:
-            self.pending.pop(tag, None)
+            self._release()
+
+    async def _slot(self, loop: asyncio.AbstractEventLoop, timeout_s: float) -> None:
+        """Wait, in order, for a submit in flight to hand over its slot."""
+        waiter: asyncio.Future[None] = loop.create_future()
+        self.waiting.append(waiter)
+        timer = loop.call_later(max(0.0, timeout_s), _expire_slot, waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self._release()  # handed over just as the caller went away
+            raise
+        finally:
+            timer.cancel()
+
+    def _release(self) -> None:
+        while self.waiting:
+            waiter = self.waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the slot passes on: inflight unchanged
+                return
+        self.inflight -= 1
 
     async def _send(self, call: Any) -> None:
         try:
@@ -192,6 +235,19 @@ class _SubmitPipe:
             for task in self.tasks:
                 task.cancel()
             await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+def _expire(future: asyncio.Future[cpb.SubmitResponse]) -> None:
+    if not future.done():
+        future.set_exception(errors.DeadlineExceeded("client timeout waiting for the submit"))
+
+
+def _expire_slot(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(errors.DeadlineExceeded(
+            "client timeout waiting to submit: this client already has "
+            f"{L.STREAM_SUBMITS_INFLIGHT_MAX} submits in flight"
+        ))
 
 
 def _retryable(error: BaseException) -> bool:
@@ -344,7 +400,7 @@ class AsyncClient:
             request_id=request_id or uuid.uuid4().hex,
             wait=cpb.WAIT_FOR_LOGGED if wait == "logged" else cpb.WAIT_FOR_APPLIED,
         )
-        request.txn.CopyFrom(wire.txn_to_pb(txn))
+        wire.txn_to_pb(txn, request.txn)
         pipe = self._pipe
         if pipe is None:
             raise errors.Cancelled("the client is not connected")

@@ -175,6 +175,18 @@ def _lenient(parse: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
     return parse_or_mark
 
 
+def _bytes_pass(serialize: Callable[[Any], bytes] | None) -> Callable[[Any], bytes] | None:
+    """A handler may yield a message it serialized itself (bytes), to send
+    one serialization to many streams."""
+    if serialize is None:
+        return None
+
+    def serialize_or_pass(message: Any) -> bytes:
+        return message if type(message) is bytes else serialize(message)
+
+    return serialize_or_pass
+
+
 async def _checked(requests: Any) -> Any:
     async for request in requests:
         if isinstance(request, _Malformed):
@@ -189,7 +201,7 @@ async def _abort_malformed(context: grpc.aio.ServicerContext, marker: _Malformed
 
 def _parsing_checked(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
     kw = {"request_deserializer": _lenient(handler.request_deserializer),
-          "response_serializer": handler.response_serializer}
+          "response_serializer": _bytes_pass(handler.response_serializer)}
     if handler.unary_unary:
         inner_uu = handler.unary_unary
 

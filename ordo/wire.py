@@ -29,6 +29,19 @@ from ordo.v1 import types_pb2 as pb
 # ---------------------------------------------------------------- values
 
 
+def length_delimited(field_number: int, raw: bytes) -> bytes:
+    """A serialized message whose only field ``field_number`` holds the
+    serialized message ``raw``: what wrapping ``raw`` would serialize to,
+    without parsing or copying it."""
+    out = bytearray()
+    for number in ((field_number << 3) | 2, len(raw)):
+        while number >= 0x80:
+            out.append((number & 0x7F) | 0x80)
+            number >>= 7
+        out.append(number)
+    return bytes(out) + raw
+
+
 def value_to_pb(value: V.Value, out: pb.Value | None = None) -> pb.Value:
     msg = pb.Value() if out is None else out
     if isinstance(value, bytes):
@@ -82,8 +95,8 @@ def kv_from_pb(msg: pb.KeyValue) -> KeyValue:
 # ---------------------------------------------------------- transactions
 
 
-def txn_to_pb(txn: Txn) -> pb.Txn:
-    msg = pb.Txn()
+def txn_to_pb(txn: Txn, out: pb.Txn | None = None) -> pb.Txn:
+    msg = pb.Txn() if out is None else out
     for cmp in txn.compares:
         c = msg.compares.add(key=cmp.key, target=int(cmp.target), operator=int(cmp.operator))
         value_to_pb(cmp.operand, c.operand)

@@ -22,7 +22,7 @@ import asyncio
 import concurrent.futures
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 
 import grpc
@@ -32,7 +32,7 @@ from ordo.core import limits as L
 from ordo.core import values as V
 from ordo.core.apply import Applied, PendingWriters, ShardApplier
 from ordo.core.partition import ShardMap
-from ordo.core.txn import Txn, Versioned
+from ordo.core.txn import Txn, Versioned, decided_by_log
 from ordo.security import TLSConfig
 from ordo.v1 import coordinator_pb2 as cpb
 from ordo.v1 import coordinator_pb2_grpc, shard_pb2_grpc
@@ -48,6 +48,13 @@ DEFAULT_WAIT_S = 30.0
 LISTENER_QUEUE_MAX = 1024  # flushes a result stream or watch may lag behind
 WATCH_EVENTS_PER_MESSAGE_MAX = 1024
 DRAIN_TIMEOUT_S = 10.0
+# How long the applier keeps the applied position of entries this shard has
+# no part in unwritten, when nothing else arrives (under load, the next
+# entry of its own carries it).
+SKIPPED_FLUSH_DELAY_S = 0.02
+# A results stream that asks for undecided results only gets a message
+# with no results (progress alone) at most this often.
+PROGRESS_INTERVAL_S = 0.05
 
 
 @dataclass(slots=True)
@@ -78,7 +85,9 @@ class ShardConfig:
 
 @dataclass(slots=True)
 class _Item:
-    entry: pb.LogEntry
+    position: int
+    # None: positions up to ``position`` this shard takes no part in.
+    entry: pb.LogEntry | None
     txn: Txn | None
     inputs: list[asyncio.Future[Inputs]]
     writes: tuple[bytes, ...] = ()  # own keys it may write (PendingWriters)
@@ -90,6 +99,7 @@ class _Flushed:
 
     records: list[pb.ShardLogRecord]
     results: list[pb.ShardResult]
+    undecided: list[pb.ShardResult]  # results the log alone does not decide
     applied: int
 
 
@@ -213,8 +223,7 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
                 )
                 async for msg in stream:
                     backoff_s = 0.05
-                    for entry in msg.batch.entries:
-                        await self._receive(entry)
+                    await self._receive(msg.batch.entries)
             except grpc.aio.AioRpcError as error:
                 log.info("log stream broke: %s", error.code().name)
             finally:
@@ -222,54 +231,86 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
             await asyncio.sleep(backoff_s)
             backoff_s = min(1.0, backoff_s * 2)
 
-    async def _receive(self, entry: pb.LogEntry) -> None:
-        position = entry.position
-        if position <= self.received:
-            return  # a resent entry after a reconnect
-        assert position == self.received + 1, f"gap in the log: {self.received} -> {position}"
-        txn: Txn | None = None
-        inputs: list[asyncio.Future[Inputs]] = []
-        writes: tuple[bytes, ...] = ()
-        if entry.HasField("txn"):
-            assert self.applier is not None, "the shard map comes first in the log"
-            if self.id in wire.participants_pb(entry.txn, self.shard_map):
-                txn = wire.txn_from_pb_trusted(entry.txn)
-                plan = self.applier.plan(txn)
-                assert plan.participant
-                writes = plan.local_writes
-                self.writers.add(position, writes)
-                for peer_id, keys in sorted(plan.remote_inputs.items()):
-                    inputs.append(self.peers[peer_id].request(position, keys))
-        elif entry.HasField("shard_map"):
-            # Plan later entries with the map at once; it is persisted with
-            # the applied position.
-            self._set_shard_map(entry.shard_map)
+    async def _receive(self, entries: Sequence[pb.LogEntry]) -> None:
+        """Queue a batch of log entries for the applier: one item per entry
+        this shard takes part in, one for a run of entries it has no part in."""
+        skipped = 0
+        for entry in entries:
+            position = entry.position
+            if position <= self.received:
+                continue  # a resent entry after a reconnect
+            assert position == self.received + 1, f"gap in the log: {self.received} -> {position}"
+            item: _Item | None = None
+            if entry.HasField("txn"):
+                assert self.applier is not None, "the shard map comes first in the log"
+                participants = entry.participants or wire.participants_pb(
+                    entry.txn, self.shard_map
+                )
+                if self.id in participants:
+                    txn = wire.txn_from_pb_trusted(entry.txn)
+                    plan = self.applier.plan(txn)
+                    assert plan.participant
+                    self.writers.add(position, plan.local_writes)
+                    inputs = [
+                        self.peers[peer_id].request(position, keys)
+                        for peer_id, keys in sorted(plan.remote_inputs.items())
+                    ]
+                    item = _Item(position, entry, txn, inputs, plan.local_writes)
+            elif entry.HasField("shard_map"):
+                # Plan later entries with the map at once; it is persisted with
+                # the applied position.
+                self._set_shard_map(entry.shard_map)
+                item = _Item(position, entry, None, [])
+            if item is None:
+                skipped = position
+            else:
+                if skipped:
+                    await self._enqueue(_Item(skipped, None, None, []))
+                    skipped = 0
+                await self._enqueue(item)
+            self.received = position
+            self.received_watch.advance(position)
+        if skipped:
+            await self._enqueue(_Item(skipped, None, None, []))
+        self.log_tail = max(self.log_tail, self.received)
+
+    async def _enqueue(self, item: _Item) -> None:
         self.idle.clear()
-        await self.queue.put(_Item(entry, txn, inputs, writes))
-        self.received = position
-        self.received_watch.advance(position)
-        self.log_tail = max(self.log_tail, position)
+        await self.queue.put(item)
 
     # ------------------------------------------------------------ applying
 
     async def _apply_loop(self) -> None:
         batch = _Batch()
         while True:
+            item: _Item | None = None
             if self.queue.empty():
-                if batch.count:
-                    await self._flush(batch)
-                    batch = _Batch()
-                if self.queue.empty():
-                    self.idle.set()
-            item = await self.queue.get()
+                if batch.count and not batch.records and batch.shard_map is None:
+                    # Only positions this shard has no part in: nothing to
+                    # publish, so persisting the applied position waits for
+                    # the next write of its own, or a quiet moment.
+                    try:
+                        item = await asyncio.wait_for(self.queue.get(), SKIPPED_FLUSH_DELAY_S)
+                    except TimeoutError:
+                        pass
+                if item is None:
+                    if batch.count:
+                        await self._flush(batch)
+                        batch = _Batch()
+                    if self.queue.empty():
+                        self.idle.set()
+            if item is None:
+                item = await self.queue.get()
             entry = item.entry
-            position = entry.position
-            if entry.HasField("shard_map"):
+            position = item.position
+            if entry is None:
+                pass  # positions this shard takes no part in
+            elif entry.HasField("shard_map"):
                 batch.shard_map = entry.shard_map.SerializeToString()
             elif item.txn is not None:
                 remote: Inputs = {}
                 for future in item.inputs:
-                    if not future.done() and batch.count:
+                    if not future.done() and batch.records:
                         # Publish what is done before blocking on a peer.
                         await self._flush(batch)
                         batch = _Batch()
@@ -283,8 +324,8 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
                 batch = _Batch()
 
     def _apply(self, batch: _Batch, item: _Item, remote: Inputs) -> None:
-        entry, position = item.entry, item.entry.position
-        assert self.applier is not None and item.txn is not None
+        entry, position = item.entry, item.position
+        assert self.applier is not None and item.txn is not None and entry is not None
         applied = self.applier.apply(
             position,
             entry.request_id,
@@ -315,7 +356,10 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
             wire.abort_to_pb(outcome.abort, record.abort)
             log.info("txn %d (%s) aborted: %s", position, entry.request_id, outcome.abort.message)
         batch.records.append(record)
-        batch.results.append(shard_result(self.id, applied))
+        result = shard_result(self.id, applied)
+        batch.results.append(result)
+        if not decided_by_log(item.txn):
+            batch.undecided.append(result)
 
     async def _flush(self, batch: _Batch) -> None:
         """Write ``batch`` to LevelDB (one atomic batch) and publish it.
@@ -347,7 +391,7 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
         metrics.APPLY_QUEUE.set(self.queue.qsize())
         metrics.APPLIED_TXNS.inc(len(batch.results))
         if self.listeners:
-            flushed = _Flushed(batch.records, batch.results, applied)
+            flushed = _Flushed(batch.records, batch.results, batch.undecided, applied)
             for queue in list(self.listeners):
                 if queue.full():
                     # A stream this far behind reconnects and catches up from
@@ -681,8 +725,21 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
                     message = spb.StreamResultsResponse(applied_position=self.durable.position)
                     size = 0
             yield message
+            quiet: spb.StreamResultsResponse | None = None  # progress not sent yet
+            quiet_since = 0.0
             while True:
-                flushed = await queue.get()
+                if quiet is None:
+                    flushed = await queue.get()
+                else:
+                    try:
+                        flushed = await asyncio.wait_for(
+                            queue.get(), quiet_since + PROGRESS_INTERVAL_S - time.monotonic()
+                        )
+                    except TimeoutError:
+                        quiet.applied_position = self.durable.position
+                        yield quiet
+                        quiet = None
+                        continue
                 if flushed is None:
                     raise errors.ResourceExhausted("results stream fell behind; resume it")
                 if flushed.applied <= upto:
@@ -691,19 +748,40 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
                 # truncates its log by it.
                 message = spb.StreamResultsResponse(applied_position=self.durable.position)
                 size = 0
-                for result, record in zip(flushed.results, flushed.records, strict=True):
-                    copy = message.results.add()
-                    copy.CopyFrom(result)
-                    if request.include_writes:
+                if request.include_writes:
+                    for result, record in zip(flushed.results, flushed.records, strict=True):
+                        copy = message.results.add()
+                        copy.CopyFrom(result)
                         copy.writes.extend(record.writes)
-                    size += copy.ByteSize()
-                    if size >= L.STREAM_MESSAGE_BYTES_MAX:
-                        yield message
-                        message = spb.StreamResultsResponse(
-                            applied_position=self.durable.position
-                        )
-                        size = 0
+                        size += copy.ByteSize()
+                        if size >= L.STREAM_MESSAGE_BYTES_MAX:
+                            yield message
+                            message = spb.StreamResultsResponse(
+                                applied_position=self.durable.position
+                            )
+                            size = 0
+                else:
+                    results = flushed.undecided if request.undecided_only else flushed.results
+                    start = 0
+                    for end, result in enumerate(results, start=1):
+                        size += result.ByteSize()
+                        if size >= L.STREAM_MESSAGE_BYTES_MAX:
+                            message.results.extend(results[start:end])
+                            yield message
+                            message = spb.StreamResultsResponse(
+                                applied_position=self.durable.position
+                            )
+                            size, start = 0, end
+                    message.results.extend(results[start:])
                 upto = flushed.applied
+                if request.undecided_only and not message.results:
+                    # Progress alone: at most one message per interval.
+                    if quiet is None:
+                        quiet_since = time.monotonic()
+                    quiet = message
+                    if time.monotonic() - quiet_since < PROGRESS_INTERVAL_S:
+                        continue
+                quiet = None
                 yield message
         finally:
             self.listeners.discard(queue)
@@ -811,6 +889,7 @@ class _Batch:
     writes: list[tuple[int, bytes, V.Value | None]] = field(default_factory=list)
     records: list[pb.ShardLogRecord] = field(default_factory=list)
     results: list[pb.ShardResult] = field(default_factory=list)
+    undecided: list[pb.ShardResult] = field(default_factory=list)
     shard_map: bytes | None = None
     count: int = 0
 

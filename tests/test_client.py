@@ -59,3 +59,52 @@ async def test_shard_addresses_override_the_ones_the_coordinator_knows(
     async with ordo.connect(cluster.address, shard_addresses=shards[:1]) as db:
         with pytest.raises(ordo.FailedPrecondition):
             await db.get(key)
+
+
+async def test_submits_past_the_stream_limit_wait_in_the_client_in_order(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More concurrent submits than one stream carries wait in the client
+    (not refused and retried), keep their order, and a waiter that is
+    cancelled or times out gives its turn on."""
+    from ordo.core import limits
+
+    monkeypatch.setattr(limits, "STREAM_SUBMITS_INFLIGHT_MAX", 3)
+    key = f"slots:{uuid.uuid4().hex}"
+    async with ordo.connect(cluster.address, timeout=30) as db:
+        await db.tail()
+        pipe = db._pipe
+        assert pipe is not None
+        seen: list[int] = []
+
+        async def sample() -> None:
+            while True:
+                seen.append(pipe.inflight)
+                await asyncio.sleep(0)
+
+        sampler = asyncio.create_task(sample())
+        puts = [asyncio.create_task(db.append(key, i)) for i in range(60)]
+        await asyncio.sleep(0)
+        cancelled = puts[30:40]
+        for task in cancelled:
+            task.cancel()
+        results = await asyncio.gather(*puts, return_exceptions=True)
+        sampler.cancel()
+        done = [r for r in results if isinstance(r, ordo.Result)]
+        assert len(done) == 50
+        assert all(isinstance(results[i], asyncio.CancelledError) for i in range(30, 40))
+        assert max(seen) == 3, "the limit was reached and held"
+        # Waiters were let in first come, first served: appends in call order.
+        positions = [r.position for r in done]
+        assert positions == sorted(positions)
+        assert await db.get(key, min_position=positions[-1]) == [
+            i for i in range(60) if not 30 <= i < 40
+        ]
+        assert pipe.inflight == 0 and not pipe.waiting
+        # A submit that cannot get a slot within its timeout fails with
+        # DEADLINE_EXCEEDED without being sent.
+        pipe.inflight = 3
+        with pytest.raises(ordo.DeadlineExceeded):
+            await db.put(key + ":never", 1, timeout=0.2)
+        pipe.inflight = 0
+        assert await db.get(key + ":never") is None

@@ -922,3 +922,26 @@ def test_errors_invalid_argument_status_carries_a_bad_request() -> None:
     bad = error_details_pb2.BadRequest()
     assert any(d.Unpack(bad) for d in status.details if d.Is(bad.DESCRIPTOR))
     assert bad.field_violations[0].field == "txn"
+
+
+@given(
+    sizes=st.lists(st.integers(0, 300), max_size=40),
+    big=st.sampled_from([0, 127, 128, 16_383, 16_384, 2_097_152]),
+)
+def test_length_delimited_matches_protobuf_wrapping(sizes: list[int], big: int) -> None:
+    """The coordinator sends every log reader the same pre-serialized
+    ReadLogResponse, built from the batch's bytes with length_delimited."""
+    from ordo.v1 import coordinator_pb2 as cpb
+    from ordo.v1 import types_pb2 as pb
+
+    batch = pb.LogBatch()
+    for i, size in enumerate(sizes + ([big] if big else []), start=1):
+        batch.entries.add(position=i, request_id="r" * (size % 100)).txn.success.add(
+            key=b"k", value=pb.Value(bytes_value=b"v" * size)
+        )
+    raw = batch.SerializeToString()
+    expected = cpb.ReadLogResponse(batch=batch).SerializeToString()
+    assert wire.length_delimited(1, raw) == expected
+    assert cpb.ReadLogResponse.FromString(wire.length_delimited(1, raw)) == cpb.ReadLogResponse(
+        batch=batch
+    )

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from ordo.v1 import types_pb2 as ordo_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13ordo/v1/shard.proto\x12\x07ordo.v1\x1a\x13ordo/v1/types.proto\"D\n\nGetRequest\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\x14\n\x0cmin_position\x18\x02 \x01(\x04\x12\x13\n\x0b\x61t_position\x18\x03 \x01(\x04\"@\n\x0bGetResponse\x12\x1f\n\x04item\x18\x01 \x01(\x0b\x32\x11.ordo.v1.KeyValue\x12\x10\n\x08position\x18\x02 \x01(\x04\"k\n\x0cRangeRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\x0c\x12\x14\n\x0cmin_position\x18\x02 \x01(\x04\x12\r\n\x05limit\x18\x03 \x01(\r\x12\x13\n\x0b\x61t_position\x18\x04 \x01(\x04\x12\x11\n\tstart_key\x18\x05 \x01(\x0c\"Q\n\rRangeResponse\x12 \n\x05items\x18\x01 \x03(\x0b\x32\x11.ordo.v1.KeyValue\x12\x0c\n\x04more\x18\x02 \x01(\x08\x12\x10\n\x08position\x18\x03 \x01(\x04\"4\n\rReadAtRequest\x12#\n\x05reads\x18\x01 \x03(\x0b\x32\x14.ordo.v1.ReadAtQuery\"-\n\x0bReadAtQuery\x12\x10\n\x08position\x18\x01 \x01(\x04\x12\x0c\n\x04keys\x18\x02 \x03(\x0c\"8\n\x0eReadAtResponse\x12&\n\x07\x61nswers\x18\x01 \x03(\x0b\x32\x15.ordo.v1.ReadAtAnswer\"B\n\x0cReadAtAnswer\x12\x10\n\x08position\x18\x01 \x01(\x04\x12 \n\x05items\x18\x02 \x03(\x0b\x32\x11.ordo.v1.KeyValue\"E\n\x14StreamResultsRequest\x12\x15\n\rfrom_position\x18\x01 \x01(\x04\x12\x16\n\x0einclude_writes\x18\x02 \x01(\x08\"X\n\x15StreamResultsResponse\x12%\n\x07results\x18\x01 \x03(\x0b\x32\x14.ordo.v1.ShardResult\x12\x18\n\x10\x61pplied_position\x18\x02 \x01(\x04\")\n\x15GetShardResultRequest\x12\x10\n\x08position\x18\x01 \x01(\x04\"S\n\x16GetShardResultResponse\x12$\n\x06result\x18\x01 \x01(\x0b\x32\x14.ordo.v1.ShardResult\x12\x13\n\x0bparticipant\x18\x02 \x01(\x08\"\x14\n\x12ShardStatusRequest\"}\n\x13ShardStatusResponse\x12\r\n\x05shard\x18\x01 \x01(\r\x12\x18\n\x10\x61pplied_position\x18\x02 \x01(\x04\x12\x0e\n\x06\x64igest\x18\x03 \x01(\x0c\x12\x14\n\x0clog_position\x18\x04 \x01(\x04\x12\x17\n\x0foldest_position\x18\x05 \x01(\x04\"P\n\x0cWatchRequest\x12\r\n\x03key\x18\x01 \x01(\x0cH\x00\x12\x10\n\x06prefix\x18\x02 \x01(\x0cH\x00\x12\x15\n\rfrom_position\x18\x03 \x01(\x04\x42\x08\n\x06target\"^\n\nWatchEvent\x12\x10\n\x08position\x18\x01 \x01(\x04\x12\x0b\n\x03key\x18\x02 \x01(\x0c\x12\x1d\n\x05value\x18\x03 \x01(\x0b\x32\x0e.ordo.v1.Value\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"F\n\rWatchResponse\x12#\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x13.ordo.v1.WatchEvent\x12\x10\n\x08progress\x18\x02 \x01(\x04\"Y\n\x0eHistoryRequest\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\x15\n\rfrom_position\x18\x02 \x01(\x04\x12\r\n\x05limit\x18\x03 \x01(\r\x12\x14\n\x0cmin_position\x18\x04 \x01(\x04\"]\n\x0fHistoryResponse\x12#\n\x08versions\x18\x01 \x03(\x0b\x32\x11.ordo.v1.KeyValue\x12\x0c\n\x04more\x18\x02 \x01(\x08\x12\x17\n\x0foldest_position\x18\x03 \x01(\x04\x32\x9e\x04\n\x0cShardService\x12\x30\n\x03Get\x12\x13.ordo.v1.GetRequest\x1a\x14.ordo.v1.GetResponse\x12\x36\n\x05Range\x12\x15.ordo.v1.RangeRequest\x1a\x16.ordo.v1.RangeResponse\x12=\n\x06ReadAt\x12\x16.ordo.v1.ReadAtRequest\x1a\x17.ordo.v1.ReadAtResponse(\x01\x30\x01\x12P\n\rStreamResults\x12\x1d.ordo.v1.StreamResultsRequest\x1a\x1e.ordo.v1.StreamResultsResponse0\x01\x12Q\n\x0eGetShardResult\x12\x1e.ordo.v1.GetShardResultRequest\x1a\x1f.ordo.v1.GetShardResultResponse\x12H\n\x0bShardStatus\x12\x1b.ordo.v1.ShardStatusRequest\x1a\x1c.ordo.v1.ShardStatusResponse\x12\x38\n\x05Watch\x12\x15.ordo.v1.WatchRequest\x1a\x16.ordo.v1.WatchResponse0\x01\x12<\n\x07History\x12\x17.ordo.v1.HistoryRequest\x1a\x18.ordo.v1.HistoryResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13ordo/v1/shard.proto\x12\x07ordo.v1\x1a\x13ordo/v1/types.proto\"D\n\nGetRequest\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\x14\n\x0cmin_position\x18\x02 \x01(\x04\x12\x13\n\x0b\x61t_position\x18\x03 \x01(\x04\"@\n\x0bGetResponse\x12\x1f\n\x04item\x18\x01 \x01(\x0b\x32\x11.ordo.v1.KeyValue\x12\x10\n\x08position\x18\x02 \x01(\x04\"k\n\x0cRangeRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\x0c\x12\x14\n\x0cmin_position\x18\x02 \x01(\x04\x12\r\n\x05limit\x18\x03 \x01(\r\x12\x13\n\x0b\x61t_position\x18\x04 \x01(\x04\x12\x11\n\tstart_key\x18\x05 \x01(\x0c\"Q\n\rRangeResponse\x12 \n\x05items\x18\x01 \x03(\x0b\x32\x11.ordo.v1.KeyValue\x12\x0c\n\x04more\x18\x02 \x01(\x08\x12\x10\n\x08position\x18\x03 \x01(\x04\"4\n\rReadAtRequest\x12#\n\x05reads\x18\x01 \x03(\x0b\x32\x14.ordo.v1.ReadAtQuery\"-\n\x0bReadAtQuery\x12\x10\n\x08position\x18\x01 \x01(\x04\x12\x0c\n\x04keys\x18\x02 \x03(\x0c\"8\n\x0eReadAtResponse\x12&\n\x07\x61nswers\x18\x01 \x03(\x0b\x32\x15.ordo.v1.ReadAtAnswer\"B\n\x0cReadAtAnswer\x12\x10\n\x08position\x18\x01 \x01(\x04\x12 \n\x05items\x18\x02 \x03(\x0b\x32\x11.ordo.v1.KeyValue\"]\n\x14StreamResultsRequest\x12\x15\n\rfrom_position\x18\x01 \x01(\x04\x12\x16\n\x0einclude_writes\x18\x02 \x01(\x08\x12\x16\n\x0eundecided_only\x18\x03 \x01(\x08\"X\n\x15StreamResultsResponse\x12%\n\x07results\x18\x01 \x03(\x0b\x32\x14.ordo.v1.ShardResult\x12\x18\n\x10\x61pplied_position\x18\x02 \x01(\x04\")\n\x15GetShardResultRequest\x12\x10\n\x08position\x18\x01 \x01(\x04\"S\n\x16GetShardResultResponse\x12$\n\x06result\x18\x01 \x01(\x0b\x32\x14.ordo.v1.ShardResult\x12\x13\n\x0bparticipant\x18\x02 \x01(\x08\"\x14\n\x12ShardStatusRequest\"}\n\x13ShardStatusResponse\x12\r\n\x05shard\x18\x01 \x01(\r\x12\x18\n\x10\x61pplied_position\x18\x02 \x01(\x04\x12\x0e\n\x06\x64igest\x18\x03 \x01(\x0c\x12\x14\n\x0clog_position\x18\x04 \x01(\x04\x12\x17\n\x0foldest_position\x18\x05 \x01(\x04\"P\n\x0cWatchRequest\x12\r\n\x03key\x18\x01 \x01(\x0cH\x00\x12\x10\n\x06prefix\x18\x02 \x01(\x0cH\x00\x12\x15\n\rfrom_position\x18\x03 \x01(\x04\x42\x08\n\x06target\"^\n\nWatchEvent\x12\x10\n\x08position\x18\x01 \x01(\x04\x12\x0b\n\x03key\x18\x02 \x01(\x0c\x12\x1d\n\x05value\x18\x03 \x01(\x0b\x32\x0e.ordo.v1.Value\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"F\n\rWatchResponse\x12#\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x13.ordo.v1.WatchEvent\x12\x10\n\x08progress\x18\x02 \x01(\x04\"Y\n\x0eHistoryRequest\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\x15\n\rfrom_position\x18\x02 \x01(\x04\x12\r\n\x05limit\x18\x03 \x01(\r\x12\x14\n\x0cmin_position\x18\x04 \x01(\x04\"]\n\x0fHistoryResponse\x12#\n\x08versions\x18\x01 \x03(\x0b\x32\x11.ordo.v1.KeyValue\x12\x0c\n\x04more\x18\x02 \x01(\x08\x12\x17\n\x0foldest_position\x18\x03 \x01(\x04\x32\x9e\x04\n\x0cShardService\x12\x30\n\x03Get\x12\x13.ordo.v1.GetRequest\x1a\x14.ordo.v1.GetResponse\x12\x36\n\x05Range\x12\x15.ordo.v1.RangeRequest\x1a\x16.ordo.v1.RangeResponse\x12=\n\x06ReadAt\x12\x16.ordo.v1.ReadAtRequest\x1a\x17.ordo.v1.ReadAtResponse(\x01\x30\x01\x12P\n\rStreamResults\x12\x1d.ordo.v1.StreamResultsRequest\x1a\x1e.ordo.v1.StreamResultsResponse0\x01\x12Q\n\x0eGetShardResult\x12\x1e.ordo.v1.GetShardResultRequest\x1a\x1f.ordo.v1.GetShardResultResponse\x12H\n\x0bShardStatus\x12\x1b.ordo.v1.ShardStatusRequest\x1a\x1c.ordo.v1.ShardStatusResponse\x12\x38\n\x05Watch\x12\x15.ordo.v1.WatchRequest\x1a\x16.ordo.v1.WatchResponse0\x01\x12<\n\x07History\x12\x17.ordo.v1.HistoryRequest\x1a\x18.ordo.v1.HistoryResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -49,27 +49,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_READATANSWER']._serialized_start=540
   _globals['_READATANSWER']._serialized_end=606
   _globals['_STREAMRESULTSREQUEST']._serialized_start=608
-  _globals['_STREAMRESULTSREQUEST']._serialized_end=677
-  _globals['_STREAMRESULTSRESPONSE']._serialized_start=679
-  _globals['_STREAMRESULTSRESPONSE']._serialized_end=767
-  _globals['_GETSHARDRESULTREQUEST']._serialized_start=769
-  _globals['_GETSHARDRESULTREQUEST']._serialized_end=810
-  _globals['_GETSHARDRESULTRESPONSE']._serialized_start=812
-  _globals['_GETSHARDRESULTRESPONSE']._serialized_end=895
-  _globals['_SHARDSTATUSREQUEST']._serialized_start=897
-  _globals['_SHARDSTATUSREQUEST']._serialized_end=917
-  _globals['_SHARDSTATUSRESPONSE']._serialized_start=919
-  _globals['_SHARDSTATUSRESPONSE']._serialized_end=1044
-  _globals['_WATCHREQUEST']._serialized_start=1046
-  _globals['_WATCHREQUEST']._serialized_end=1126
-  _globals['_WATCHEVENT']._serialized_start=1128
-  _globals['_WATCHEVENT']._serialized_end=1222
-  _globals['_WATCHRESPONSE']._serialized_start=1224
-  _globals['_WATCHRESPONSE']._serialized_end=1294
-  _globals['_HISTORYREQUEST']._serialized_start=1296
-  _globals['_HISTORYREQUEST']._serialized_end=1385
-  _globals['_HISTORYRESPONSE']._serialized_start=1387
-  _globals['_HISTORYRESPONSE']._serialized_end=1480
-  _globals['_SHARDSERVICE']._serialized_start=1483
-  _globals['_SHARDSERVICE']._serialized_end=2025
+  _globals['_STREAMRESULTSREQUEST']._serialized_end=701
+  _globals['_STREAMRESULTSRESPONSE']._serialized_start=703
+  _globals['_STREAMRESULTSRESPONSE']._serialized_end=791
+  _globals['_GETSHARDRESULTREQUEST']._serialized_start=793
+  _globals['_GETSHARDRESULTREQUEST']._serialized_end=834
+  _globals['_GETSHARDRESULTRESPONSE']._serialized_start=836
+  _globals['_GETSHARDRESULTRESPONSE']._serialized_end=919
+  _globals['_SHARDSTATUSREQUEST']._serialized_start=921
+  _globals['_SHARDSTATUSREQUEST']._serialized_end=941
+  _globals['_SHARDSTATUSRESPONSE']._serialized_start=943
+  _globals['_SHARDSTATUSRESPONSE']._serialized_end=1068
+  _globals['_WATCHREQUEST']._serialized_start=1070
+  _globals['_WATCHREQUEST']._serialized_end=1150
+  _globals['_WATCHEVENT']._serialized_start=1152
+  _globals['_WATCHEVENT']._serialized_end=1246
+  _globals['_WATCHRESPONSE']._serialized_start=1248
+  _globals['_WATCHRESPONSE']._serialized_end=1318
+  _globals['_HISTORYREQUEST']._serialized_start=1320
+  _globals['_HISTORYREQUEST']._serialized_end=1409
+  _globals['_HISTORYRESPONSE']._serialized_start=1411
+  _globals['_HISTORYRESPONSE']._serialized_end=1504
+  _globals['_SHARDSERVICE']._serialized_start=1507
+  _globals['_SHARDSERVICE']._serialized_end=2049
 # @@protoc_insertion_point(module_scope)

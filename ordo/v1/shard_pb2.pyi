@@ -78,12 +78,14 @@ class ReadAtAnswer(_message.Message):
     def __init__(self, position: _Optional[int] = ..., items: _Optional[_Iterable[_Union[_types_pb2.KeyValue, _Mapping]]] = ...) -> None: ...
 
 class StreamResultsRequest(_message.Message):
-    __slots__ = ("from_position", "include_writes")
+    __slots__ = ("from_position", "include_writes", "undecided_only")
     FROM_POSITION_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_WRITES_FIELD_NUMBER: _ClassVar[int]
+    UNDECIDED_ONLY_FIELD_NUMBER: _ClassVar[int]
     from_position: int
     include_writes: bool
-    def __init__(self, from_position: _Optional[int] = ..., include_writes: _Optional[bool] = ...) -> None: ...
+    undecided_only: bool
+    def __init__(self, from_position: _Optional[int] = ..., include_writes: _Optional[bool] = ..., undecided_only: _Optional[bool] = ...) -> None: ...
 
 class StreamResultsResponse(_message.Message):
     __slots__ = ("results", "applied_position")

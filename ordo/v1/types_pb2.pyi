@@ -192,18 +192,20 @@ class ShardMap(_message.Message):
     def __init__(self, shard_count: _Optional[int] = ..., partitioner: _Optional[str] = ...) -> None: ...
 
 class LogEntry(_message.Message):
-    __slots__ = ("position", "request_id", "txn", "shard_map", "timestamp_ms")
+    __slots__ = ("position", "request_id", "txn", "shard_map", "timestamp_ms", "participants")
     POSITION_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     TXN_FIELD_NUMBER: _ClassVar[int]
     SHARD_MAP_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
+    PARTICIPANTS_FIELD_NUMBER: _ClassVar[int]
     position: int
     request_id: str
     txn: Txn
     shard_map: ShardMap
     timestamp_ms: int
-    def __init__(self, position: _Optional[int] = ..., request_id: _Optional[str] = ..., txn: _Optional[_Union[Txn, _Mapping]] = ..., shard_map: _Optional[_Union[ShardMap, _Mapping]] = ..., timestamp_ms: _Optional[int] = ...) -> None: ...
+    participants: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, position: _Optional[int] = ..., request_id: _Optional[str] = ..., txn: _Optional[_Union[Txn, _Mapping]] = ..., shard_map: _Optional[_Union[ShardMap, _Mapping]] = ..., timestamp_ms: _Optional[int] = ..., participants: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class Write(_message.Message):
     __slots__ = ("key", "value")
