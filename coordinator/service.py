@@ -30,7 +30,7 @@ import collections
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 import grpc
@@ -136,6 +136,7 @@ class Coordinator(
         coordinator_pb2_grpc.add_CoordinatorServiceServicer_to_server(self, self.server.server)
         coordinator_pb2_grpc.add_SequencerServiceServicer_to_server(self, self.server.server)
         self.tasks: list[asyncio.Task[None]] = []
+        self.background: set[asyncio.Future[None]] = set()
         self.closing = False
         # Durable applied position of each shard, from its results stream;
         # None while the stream is down.
@@ -402,18 +403,47 @@ class Coordinator(
     ) -> AsyncIterator[cpb.SubmitStreamResponse]:
         replies: asyncio.Queue[cpb.TaggedReply | None] = asyncio.Queue()
         inflight: set[asyncio.Task[None]] = set()
+        answering = [0]  # submits on the fast path, not answered yet
 
-        async def one(item: cpb.TaggedSubmit) -> None:
-            reply = cpb.TaggedReply(tag=item.tag)
-            timeout_s = (item.timeout_ms / 1000 if item.timeout_ms else DEFAULT_WAIT_S)
+        def reply_to(tag: int, outcome: cpb.SubmitResponse | errors.OrdoError) -> None:
+            reply = cpb.TaggedReply(tag=tag)
+            if isinstance(outcome, errors.OrdoError):
+                metrics.REJECTED.labels(outcome.code.name).inc()
+                reply.error = errors.to_rpc_status(outcome).SerializeToString()
+            else:
+                reply.response.CopyFrom(outcome)
+            replies.put_nowait(reply)
+
+        def answered(tag: int, outcome: cpb.SubmitResponse | errors.OrdoError) -> None:
+            answering[0] -= 1
+            reply_to(tag, outcome)
+
+        async def one(item: cpb.TaggedSubmit, timeout_s: float) -> None:
             try:
-                reply.response.CopyFrom(
-                    await self._submit(item.request, timeout_s - DEADLINE_MARGIN_S)
+                outcome: cpb.SubmitResponse | errors.OrdoError = await self._submit(
+                    item.request, timeout_s
                 )
             except errors.OrdoError as error:
-                metrics.REJECTED.labels(error.code.name).inc()
-                reply.error = errors.to_rpc_status(error).SerializeToString()
-            replies.put_nowait(reply)
+                outcome = error
+            reply_to(item.tag, outcome)
+
+        def start(item: cpb.TaggedSubmit) -> None:
+            timeout_s = (
+                item.timeout_ms / 1000 if item.timeout_ms else DEFAULT_WAIT_S
+            ) - DEADLINE_MARGIN_S
+            try:
+                if self._submit_fast(
+                    item.request, timeout_s, lambda outcome, tag=item.tag: answered(tag, outcome)
+                ):
+                    answering[0] += 1
+                    return
+            except errors.OrdoError as error:
+                reply_to(item.tag, error)
+                return
+            # A request id seen before: the slow path finds its outcome.
+            task = asyncio.create_task(one(item, timeout_s))
+            inflight.add(task)
+            task.add_done_callback(inflight.discard)
 
         busy = errors.to_rpc_status(errors.ResourceExhausted(
             "too many submits in flight on this stream", retry_after_s=0.05
@@ -424,13 +454,11 @@ class Coordinator(
             try:
                 async for message in request_iterator:
                     for n, item in enumerate(message.submits):
-                        if len(inflight) >= L.STREAM_SUBMITS_INFLIGHT_MAX:
+                        if len(inflight) + answering[0] >= L.STREAM_SUBMITS_INFLIGHT_MAX:
                             # Only the excess is refused, at once and cheaply.
                             replies.put_nowait(cpb.TaggedReply(tag=item.tag, error=busy))
                         else:
-                            task = asyncio.create_task(one(item))
-                            inflight.add(task)
-                            task.add_done_callback(inflight.discard)
+                            start(item)
                         if n % 256 == 255:
                             await asyncio.sleep(0)  # one huge message must not stall the loop
             except Exception as error:  # a request that does not parse, say
@@ -441,7 +469,7 @@ class Coordinator(
         reader = asyncio.create_task(read())
         try:
             open_ = True
-            while open_ or inflight or not replies.empty():
+            while open_ or inflight or answering[0] or not replies.empty():
                 first = await replies.get()
                 if first is None:
                     open_ = False
@@ -467,7 +495,9 @@ class Coordinator(
             for task in list(inflight):
                 task.cancel()
 
-    async def _submit(self, request: cpb.SubmitRequest, timeout_s: float) -> cpb.SubmitResponse:
+    def _check(self, request: cpb.SubmitRequest) -> tuple[Txn, bool, str]:
+        """Edge checks of a submit: its transaction, whether it waits for the
+        result, and its request id."""
         if self.closing:
             raise errors.Unavailable("coordinator is shutting down")
         txn = wire.validate_txn(request.txn, self.limits, self.shard_map)
@@ -477,6 +507,117 @@ class Coordinator(
         request_id = request.request_id or uuid.uuid4().hex
         if len(request_id.encode()) > self.limits.request_id_bytes_max:
             raise errors.InvalidArgument("request id is too long", field="request_id")
+        return txn, wants_result, request_id
+
+    def _submit_fast(
+        self,
+        request: cpb.SubmitRequest,
+        timeout_s: float,
+        answer: Callable[[cpb.SubmitResponse | errors.OrdoError], None],
+    ) -> bool:
+        """Sequence a new transaction without a task of its own: ``answer`` is
+        called once with the response or the error. False, and nothing
+        done, when its request id was seen before (see :meth:`_submit`).
+        Edge errors are raised."""
+        txn, wants_result, request_id = self._check(request)
+        if request_id in self.inflight or self.seqlog.position_of(request_id) is not None:
+            return False
+        self._admit()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        submit = self._queue(request_id, request.txn, txn, wants_result)
+        decided = decided_by_log(txn)
+
+        def on_position(future: asyncio.Future[int]) -> None:
+            if future.cancelled():
+                answer(errors.Unavailable("coordinator is shutting down"))
+                return
+            error = future.exception()
+            if error is not None:
+                answer(error if isinstance(error, errors.OrdoError)
+                       else errors.Internal(str(error)))
+                return
+            position = future.result()
+            response = cpb.SubmitResponse(position=position)
+            if not wants_result:
+                answer(response)
+            elif decided:
+                _decided_result(response.result, position, request_id)
+                metrics.COMMIT_SECONDS.observe(loop.time() - started)
+                answer(response)
+            else:
+                self._answer_when_applied(
+                    position, response, timeout_s - (loop.time() - started), answer, started
+                )
+
+        submit.position.add_done_callback(on_position)
+        return True
+
+    def _answer_when_applied(
+        self,
+        position: int,
+        response: cpb.SubmitResponse,
+        timeout_s: float,
+        answer: Callable[[cpb.SubmitResponse | errors.OrdoError], None],
+        started: float,
+    ) -> None:
+        """Answer with the result of ``position`` once every participant has
+        reported it, or with DEADLINE_EXCEEDED (and the position) past
+        ``timeout_s``. ``started``: when the submit arrived (loop time)."""
+        pending = self.pending.get(position)
+        if pending is None or pending.future is None:
+            # Not held in memory (nobody waited for it): read it back.
+            async def fetch() -> None:
+                try:
+                    result = await self._result_for(position, timeout_s)
+                except errors.OrdoError as error:
+                    answer(error)
+                    return
+                wire.result_to_pb(result, response.result)
+                answer(response)
+
+            task = asyncio.ensure_future(fetch())
+            self.background.add(task)
+            task.add_done_callback(self.background.discard)
+            return
+        future = pending.future
+        pending.waiters += 1
+        loop = asyncio.get_running_loop()
+
+        def settle() -> None:
+            pending.waiters -= 1
+            if pending.waiters == 0 and not future.done():
+                self.pending.pop(position, None)
+
+        def on_result(done: asyncio.Future[TxnResult]) -> None:
+            timer.cancel()
+            settle()
+            if done.cancelled():
+                answer(errors.Unavailable("coordinator is shutting down", position=position))
+                return
+            error = done.exception()
+            if error is not None:
+                answer(error if isinstance(error, errors.OrdoError)
+                       else errors.Internal(str(error)))
+                return
+            wire.result_to_pb(done.result(), response.result)
+            metrics.COMMIT_SECONDS.observe(loop.time() - started)
+            answer(response)
+
+        def on_timeout() -> None:
+            future.remove_done_callback(on_result)
+            settle()
+            answer(errors.DeadlineExceeded(
+                f"transaction logged at position {position} but not yet applied by every "
+                "shard; fetch its result later",
+                position=position,
+            ))
+
+        timer = loop.call_later(max(0.0, timeout_s), on_timeout)
+        future.add_done_callback(on_result)
+
+    async def _submit(self, request: cpb.SubmitRequest, timeout_s: float) -> cpb.SubmitResponse:
+        txn, wants_result, request_id = self._check(request)
 
         duplicate = True
         submit = self.inflight.get(request_id)
@@ -496,10 +637,7 @@ class Coordinator(
         started = time.perf_counter()
         if wants_result:
             if decided_by_log(txn):
-                response.result.position = position
-                response.result.request_id = request_id
-                response.result.succeeded = True
-                metrics.COMMITTED.inc()
+                _decided_result(response.result, position, request_id)
             else:
                 result = await self._result_for(position, timeout_s)
                 wire.result_to_pb(result, response.result)
@@ -507,6 +645,12 @@ class Coordinator(
         return response
 
     async def _enqueue(self, request_id: str, txn_pb: pb.Txn, txn: Txn, wants_result: bool) -> int:
+        self._admit()
+        submit = self._queue(request_id, txn_pb, txn, wants_result)
+        return await asyncio.shield(submit.position)
+
+    def _admit(self) -> None:
+        """Refuse a new transaction while the coordinator or a shard is behind."""
         if len(self.queue) >= L.SUBMIT_QUEUE_MAX:
             raise errors.ResourceExhausted(
                 f"{len(self.queue)} transactions wait to be sequenced", retry_after_s=0.05
@@ -518,12 +662,14 @@ class Coordinator(
                     f"shard {shard} lags the log by {tail - applied} positions",
                     retry_after_s=0.1,
                 )
+
+    def _queue(self, request_id: str, txn_pb: pb.Txn, txn: Txn, wants_result: bool) -> _Submit:
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         submit = _Submit(request_id, txn_pb, txn, txn_pb.ByteSize(), wants_result, future)
         self.inflight[request_id] = submit
         self.queue.append(submit)
         self.work.set()
-        return await asyncio.shield(future)
+        return submit
 
     def _check_retained(self, position: int) -> None:
         oldest = self.seqlog.oldest()
@@ -744,6 +890,14 @@ class Coordinator(
         return (trimmed, None) if trimmed else None
 
 _WAIT_MODES = frozenset(cpb.WaitFor.values())
+
+
+def _decided_result(out: pb.TxnResult, position: int, request_id: str) -> None:
+    """The result of a transaction the log alone decides (decided_by_log)."""
+    out.position = position
+    out.request_id = request_id
+    out.succeeded = True
+    metrics.COMMITTED.inc()
 
 
 def _reused(request_id: str) -> errors.FailedPrecondition:
