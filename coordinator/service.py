@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import collections
+import concurrent.futures
 import logging
 import time
 import uuid
@@ -54,6 +55,7 @@ DEFAULT_WAIT_S = 30.0
 # position) arrives instead of a bare DEADLINE_EXCEEDED from gRPC.
 DEADLINE_MARGIN_S = 0.05
 RECENT_BATCHES_MAX = 256  # batches kept in memory for live log readers
+APPENDS_INFLIGHT_MAX = 2  # batches cut and being written at once
 
 
 @dataclass(slots=True)
@@ -137,6 +139,9 @@ class Coordinator(
         coordinator_pb2_grpc.add_SequencerServiceServicer_to_server(self, self.server.server)
         self.tasks: list[asyncio.Task[None]] = []
         self.background: set[asyncio.Future[None]] = set()
+        self.sequenced = self.tail.position  # the last position handed to a batch
+        # The one thread that appends to the sequencer log.
+        self.writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="seqlog")
         self.closing = False
         # Durable applied position of each shard, from its results stream;
         # None while the stream is down.
@@ -147,6 +152,7 @@ class Coordinator(
 
     async def start(self) -> None:
         await self._init_shard_map()
+        self.sequenced = self.tail.position
         await self.server.start()
         self.tasks.append(serve.critical_task(self._sequence_loop(), "sequencer"))
         start = self.tail.position + 1
@@ -193,6 +199,7 @@ class Coordinator(
                 pass
         for ch in self.channels:
             await ch.close()
+        self.writer.shutdown(wait=True)
         self.seqlog.close()
 
     # ----------------------------------------------------------- sequencing
@@ -200,6 +207,7 @@ class Coordinator(
     async def _sequence_loop(self) -> None:
         delay_s = self.config.batch_delay_ms / 1000
         txns_max = self.config.batch_txns_max
+        appending: collections.deque[asyncio.Task[None]] = collections.deque()
         while True:
             while not self.queue:
                 self.work.clear()
@@ -216,12 +224,24 @@ class Coordinator(
                         await asyncio.wait_for(self.work.wait(), left)
                     except TimeoutError:
                         break
-            await self._write_batch(txns_max)
+            # Appends are pipelined: the next batch is cut and handed to the
+            # writer while the one before it is still being synced, so the
+            # sequencer does not idle through each fsync and its return to
+            # this loop. The writer is one thread: batches reach the log in
+            # order, and each is acknowledged only after its own synced write.
+            while appending and (appending[0].done() or len(appending) >= APPENDS_INFLIGHT_MAX):
+                await appending.popleft()
+            previous = appending[-1] if appending else None
+            batch, taken = self._cut_batch(txns_max)
+            appending.append(
+                serve.critical_task(self._append(batch, taken, previous), "append")
+            )
 
-    async def _write_batch(self, txns_max: int) -> None:
+    def _cut_batch(self, txns_max: int) -> tuple[pb.LogBatch, list[_Submit]]:
+        """Take the next batch off the queue and give it its positions."""
         taken: list[_Submit] = []
         batch = pb.LogBatch()
-        position = self.seqlog.tail()
+        position = self.sequenced
         size = 0
         # Time enters the system here, recorded in the log; see LogEntry.
         now_ms = int(time.time() * 1000)
@@ -233,7 +253,7 @@ class Coordinator(
             size += submit.size
             position += 1
             participants = self.shard_map.participants(submit.txn)
-            entry = batch.entries.add(
+            batch.entries.add(
                 position=position, request_id=submit.request_id, timestamp_ms=now_ms,
                 participants=participants, txn=submit.txn_pb,
             )
@@ -244,6 +264,14 @@ class Coordinator(
                     participants,
                     future=asyncio.get_running_loop().create_future(),
                 )
+        self.sequenced = position
+        return batch, taken
+
+    async def _append(
+        self, batch: pb.LogBatch, taken: list[_Submit], previous: asyncio.Task[None] | None
+    ) -> None:
+        """Make ``batch`` durable, then hand out its positions."""
+        position = batch.entries[-1].position
         if self.config.inject_bug == "ack-before-fsync":
             for i, submit in enumerate(taken):
                 if not submit.position.done():
@@ -255,7 +283,12 @@ class Coordinator(
         started = time.perf_counter()
         raw = batch.SerializeToString()
         try:
-            await asyncio.to_thread(self.seqlog.append, batch, raw)
+            # The write batch is built here; the writer thread only calls
+            # into LevelDB, which releases the GIL while it writes and syncs.
+            commit = self.seqlog.prepare(batch, raw)
+            await asyncio.get_running_loop().run_in_executor(self.writer, commit)
+            if previous is not None:
+                await previous  # hand positions out and advance the tail in log order
         except Exception as error:  # the log is unusable: fail loudly, lose nothing silently
             log.exception("sequencer log append failed")
             for submit in taken:
@@ -459,8 +492,8 @@ class Coordinator(
                             replies.put_nowait(cpb.TaggedReply(tag=item.tag, error=busy))
                         else:
                             start(item)
-                        if n % 256 == 255:
-                            await asyncio.sleep(0)  # one huge message must not stall the loop
+                        if n % 32 == 31:
+                            await asyncio.sleep(0)  # a big message must not hold up the sequencer
             except Exception as error:  # a request that does not parse, say
                 failure.append(error)
             finally:
