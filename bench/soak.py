@@ -1,10 +1,13 @@
 """Soak benchmarks for backpressure and retention (not part of `make test`).
 
-``python -m bench.soak overload``: measures the sustainable put rate (the best of
-32, 256 and 1,024 closed-loop workers), then offers twice that rate open-loop for 60 s and
-reports whether throughput holds, how many submits were refused with
-RESOURCE_EXHAUSTED (and retried), and the peak RSS of the coordinator and of
-each shard, sampled from /proc every 0.5 s.
+``python -m bench.soak overload``: measures the sustainable put rate (the best
+of 32, 256 and 1,024 closed-loop workers), then offers that rate open-loop for
+20 s and twice that rate for 60 s, and reports whether throughput holds, how
+many submits were refused with RESOURCE_EXHAUSTED (and retried), and the peak
+RSS of the coordinator and of each shard, sampled from /proc every 0.5 s. The
+load comes from ``--generators`` client processes (2 by default): one Python
+process cannot generate open-loop arrivals as fast as the cluster takes
+closed-loop ones.
 
 ``python -m bench.soak retention``: overwrites 10,000 keys for 10 minutes on
 a cluster that keeps 20,000 positions of history, and reports the size of
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import os
 import random
 import signal
@@ -31,7 +35,9 @@ from ordo.cli import dev_commands, wait_serving
 
 
 @contextmanager
-def cluster(shards: int, port: int, extra: list[str]) -> Iterator[tuple[str, list[subprocess.Popen[bytes]], str]]:
+def cluster(
+    shards: int, port: int, extra: list[str]
+) -> Iterator[tuple[str, list[subprocess.Popen[bytes]], str]]:
     with tempfile.TemporaryDirectory(prefix="ordo-soak-") as data:
         procs = []
         for i, cmd in enumerate(dev_commands(shards, data, "127.0.0.1", port, extra)):
@@ -84,7 +90,8 @@ def du_mb(path: str) -> float:
     return total / 1e6
 
 
-async def closed_loop(address: str, seconds: float, workers: int) -> float:
+async def closed_loop(address: str, seconds: float, workers: int) -> int:
+    """Puts committed by ``workers`` closed-loop workers in ``seconds``."""
     payload = b"x" * 100
     done = 0
     stop = time.monotonic() + seconds
@@ -97,105 +104,143 @@ async def closed_loop(address: str, seconds: float, workers: int) -> float:
                 done += 1
 
         await asyncio.gather(*(worker(i) for i in range(workers)))
-    return done / seconds
+    return done
 
 
-async def open_loop(address: str, rate: float, seconds: float, procs: list[subprocess.Popen[bytes]]) -> dict[str, float]:
+async def open_loop(address: str, rate: float, seconds: float, seed: int) -> dict[str, int]:
     """Offer ``rate`` puts per second whatever the answers: an arrival every
-    1/rate s is handed to a free worker of a pool of ``inflight_max``. When
+    1/rate s is handed to a free worker of a pool of ``INFLIGHT_MAX``. When
     every worker is busy, arrivals are dropped (counted), as a load balancer
     in front of a service would shed them. The pool keeps the generator
     cheap: a task per arrival would cost the client more CPU than the puts."""
     payload = b"x" * 100
-    committed = refused = failed = 0
-    peaks = [0.0] * len(procs)
-    per_second: list[int] = []
-    inflight_max = 20_000  # the generator's own bound: past it, offered load is dropped
-    dropped = 0
+    counts = {"committed": 0, "refused": 0, "failed": 0, "dropped": 0}
     arrivals: asyncio.Queue[str] = asyncio.Queue()
+    busy = 0
     async with ordo.connect(address, timeout=10) as db:
         async def worker() -> None:
-            nonlocal committed, refused, failed
+            nonlocal busy
             while True:
                 key = await arrivals.get()
                 try:
                     await db.put(key, payload)
-                    committed += 1
+                    counts["committed"] += 1
                 except ordo.ResourceExhausted:
-                    refused += 1
+                    counts["refused"] += 1
                 except ordo.OrdoError:
-                    failed += 1
+                    counts["failed"] += 1
                 finally:
-                    busy[0] -= 1
+                    busy -= 1
 
-        async def sample() -> None:
-            last = 0
-            while True:
-                await asyncio.sleep(0.5)
-                for i, p in enumerate(procs):
-                    peaks[i] = max(peaks[i], rss_mb(p.pid))
-                per_second.append(committed - last)
-                last = committed
-
-        busy = [0]
-        workers = [asyncio.create_task(worker()) for _ in range(inflight_max)]
-        sampler = asyncio.create_task(sample())
-        cpu_start = [cpu_seconds(p.pid) for p in procs] + [cpu_seconds(os.getpid())]
-        tail_start = await db.tail()
+        workers = [asyncio.create_task(worker()) for _ in range(INFLIGHT_MAX)]
         start = time.monotonic()
         sent = 0
-        rng = random.Random(7)
+        rng = random.Random(seed)
         while time.monotonic() - start < seconds:
             due = int((time.monotonic() - start) * rate)
             while sent < due:
                 sent += 1
-                if busy[0] >= inflight_max:
-                    dropped += 1
+                if busy >= INFLIGHT_MAX:
+                    counts["dropped"] += 1
                     continue
-                busy[0] += 1
+                busy += 1
                 arrivals.put_nowait(f"k{rng.randrange(100_000)}")
             await asyncio.sleep(0.005)
-        tail_end = await db.tail()
-        elapsed = time.monotonic() - start
-        logged_per_s = (tail_end - tail_start) / elapsed
-        cpu_end = [cpu_seconds(p.pid) for p in procs] + [cpu_seconds(os.getpid())]
-        cpu_pct = [100 * (b - a) / elapsed for a, b in zip(cpu_start, cpu_end)]
-        while busy[0]:
+        while busy:
             await asyncio.sleep(0.05)
         for task in workers:
             task.cancel()
-        sampler.cancel()
-    steady = sorted(2 * x for x in per_second[4:])  # per 0.5 s -> per second
-    return {
-        "offered_per_s": rate,
-        "committed_per_s": committed / seconds,
-        # Server side: positions the log advanced per second while offered
-        # load ran (includes submits whose client gave up after logging).
-        "logged_per_s": logged_per_s,
-        "median_committed_per_s": steady[len(steady) // 2] if steady else 0.0,
-        "committed_per_half_second": per_second,
-        "refused": refused,
-        "failed": failed,
-        "dropped_by_generator": dropped,
-        "cpu_percent_servers": sum(cpu_pct[:-1]),
-        "cpu_percent_client": cpu_pct[-1],
-        **{f"peak_rss_mb_{'coordinator' if i == 0 else f'shard{i - 1}'}": peaks[i]
-           for i in range(len(procs))},
+    return counts
+
+
+INFLIGHT_MAX = 10_000  # per generator process: past it, its offered load is dropped
+
+
+def _in_process(kind: str, address: str, amount: float, seconds: float, seed: int) -> object:
+    """Run one generator in this (child) process."""
+    try:
+        import uvloop
+        run = uvloop.run
+    except ImportError:
+        run = asyncio.run
+    if kind == "closed":
+        return run(closed_loop(address, seconds, int(amount)))
+    return run(open_loop(address, amount, seconds, seed))
+
+
+def generate(kind: str, address: str, amount: float, seconds: float, processes: int,
+             procs: list[subprocess.Popen[bytes]]) -> dict[str, float]:
+    """Drive the cluster from ``processes`` client processes at once
+    (``amount``: closed-loop workers, or offered puts per second, split
+    evenly), sampling the services' RSS and everyone's CPU meanwhile."""
+    context = multiprocessing.get_context("spawn")  # no fork of a process with gRPC threads
+    tail_start = asyncio.run(_tail(address))
+    cpu_start = {p.pid: cpu_seconds(p.pid) for p in procs}
+    peaks = {p.pid: 0.0 for p in procs}
+    started = time.monotonic()
+    with context.Pool(processes) as pool:
+        pending = pool.starmap_async(_in_process, [
+            (kind, address, amount / processes, seconds, 7 + i) for i in range(processes)
+        ])
+        generators = [child.pid for child in multiprocessing.active_children()]
+        cpu_first = {pid: cpu_seconds(pid) for pid in generators}
+        cpu_last = dict(cpu_first)
+        while not pending.ready():
+            for p in procs:
+                peaks[p.pid] = max(peaks[p.pid], rss_mb(p.pid))
+            for pid in generators:
+                cpu_last[pid] = max(cpu_last[pid], cpu_seconds(pid))
+            pending.wait(0.5)
+        results = pending.get()
+    elapsed = time.monotonic() - started
+    tail_end = asyncio.run(_tail(address))
+    window = min(elapsed, seconds + 1.0)
+    out: dict[str, float] = {
+        # Server side: positions the log advanced per second (every put is
+        # one position; submits whose client gave up count too).
+        "logged_per_s": (tail_end - tail_start) / elapsed,
+        "cpu_percent_coordinator": 100 * (cpu_seconds(procs[0].pid) - cpu_start[procs[0].pid])
+        / window,
+        "cpu_percent_shards": sum(100 * (cpu_seconds(p.pid) - cpu_start[p.pid])
+                                  for p in procs[1:]) / window,
+        "cpu_percent_generators": sum(100 * (cpu_last[pid] - cpu_first[pid])
+                                      for pid in generators) / window,
+        "generator_processes": processes,
     }
+    if kind == "closed":
+        out["committed_per_s"] = sum(int(r) for r in results) / seconds  # type: ignore[call-overload]
+    else:
+        for key in ("committed", "refused", "failed", "dropped"):
+            out[key] = sum(r[key] for r in results)  # type: ignore[index]
+        out["offered_per_s"] = amount
+    for i, p in enumerate(procs):
+        out[f"peak_rss_mb_{'coordinator' if i == 0 else f'shard{i - 1}'}"] = peaks[p.pid]
+    return out
+
+
+async def _tail(address: str) -> int:
+    async with ordo.connect(address, timeout=10) as db:
+        return await db.tail()
 
 
 def overload(args: argparse.Namespace) -> None:
     with cluster(args.shards, args.port, []) as (address, procs, _):
         # The most it commits with closed-loop clients, whatever their number.
-        rates = {w: asyncio.run(closed_loop(address, 8, w)) for w in (32, 256, 1024)}
+        rates = {w: generate("closed", address, w, 8, args.generators, procs)["committed_per_s"]
+                 for w in (32, 256, 1024)}
         sustainable = max(rates.values())
         print("closed loop: " + ", ".join(f"{w} workers {r:,.0f}/s" for w, r in rates.items()))
         print(f"sustainable: {sustainable:,.0f} puts/s", flush=True)
-        result = asyncio.run(open_loop(address, 2 * sustainable, args.seconds, procs))
-    for key, value in result.items():
-        print(f"{key}: {value:,.1f}" if isinstance(value, float | int) else f"{key}: {value}")
-    held = result["logged_per_s"] / sustainable
+        runs = {}
+        for factor, seconds in ((1, min(20.0, args.seconds)), (2, args.seconds)):
+            runs[factor] = generate("open", address, factor * sustainable, seconds,
+                                    args.generators, procs)
+            print(f"offered {factor}x for {seconds:.0f} s: " + ", ".join(
+                f"{k} {v:,.1f}" for k, v in runs[factor].items()), flush=True)
+    held = runs[2]["logged_per_s"] / sustainable
     print(f"throughput under 2x offered load / sustainable: {held:.2f}")
+    print("throughput under 2x offered load / under 1x, same generators: "
+          f"{runs[2]['logged_per_s'] / runs[1]['logged_per_s']:.2f}")
 
 
 async def overwrite(address: str, seconds: float, keys: int) -> int:
@@ -242,6 +287,8 @@ def main() -> None:
     parser.add_argument("--shards", type=int, default=3)
     parser.add_argument("--port", type=int, default=9300)
     parser.add_argument("--seconds", type=float, default=None)
+    parser.add_argument("--generators", type=int, default=2,
+                        help="overload: client processes that generate the load")
     args = parser.parse_args()
     if args.seconds is None:
         args.seconds = 60.0 if args.mode == "overload" else 600.0
