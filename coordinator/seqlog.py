@@ -98,7 +98,8 @@ class LevelDBSequencerLog:
         wb.put(META_TAIL, _POS.pack(last))
 
         def commit() -> None:
-            assert first == self._tail + 1, f"gap in the log: tail {self._tail}, batch at {first}"
+            if first != self._tail + 1:  # an earlier append failed: never leave a gap
+                raise RuntimeError(f"gap in the log: tail {self._tail}, batch at {first}")
             # fsync point: the batch, its request ids and the new tail are
             # one synced LevelDB write. Nothing in it is acknowledged before
             # this returns.

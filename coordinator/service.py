@@ -33,6 +33,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 
@@ -562,26 +563,25 @@ class Coordinator(
         decided = decided_by_log(txn)
 
         def on_position(future: asyncio.Future[int]) -> None:
-            if future.cancelled():
-                answer(errors.Unavailable("coordinator is shutting down"))
-                return
-            error = future.exception()
-            if error is not None:
-                answer(error if isinstance(error, errors.OrdoError)
-                       else errors.Internal(str(error)))
+            failure = _failure(future, None)
+            if failure is not None:
+                answer(failure)
                 return
             position = future.result()
             response = cpb.SubmitResponse(position=position)
-            if not wants_result:
-                answer(response)
-            elif decided:
-                _decided_result(response.result, position, request_id)
-                metrics.COMMIT_SECONDS.observe(loop.time() - started)
-                answer(response)
-            else:
-                self._answer_when_applied(
-                    position, response, timeout_s - (loop.time() - started), answer, started
-                )
+            try:
+                if decided and wants_result:
+                    _decided_result(response.result, position, request_id)
+                    metrics.COMMIT_SECONDS.observe(loop.time() - started)
+                elif wants_result:
+                    self._answer_when_applied(
+                        position, response, timeout_s - (loop.time() - started), answer, started
+                    )
+                    return
+            except Exception as error:  # never leave a submit unanswered
+                answer(errors.Internal(str(error), position=position))
+                return
+            answer(response)
 
         submit.position.add_done_callback(on_position)
         return True
@@ -603,10 +603,16 @@ class Coordinator(
             async def fetch() -> None:
                 try:
                     result = await self._result_for(position, timeout_s)
+                    wire.result_to_pb(result, response.result)
                 except errors.OrdoError as error:
                     answer(error)
                     return
-                wire.result_to_pb(result, response.result)
+                except asyncio.CancelledError:
+                    answer(errors.Unavailable("coordinator is shutting down", position=position))
+                    raise
+                except Exception as error:  # a determinism violation, say: still answer
+                    answer(errors.Internal(str(error)))
+                    return
                 answer(response)
 
             task = asyncio.ensure_future(fetch())
@@ -617,29 +623,40 @@ class Coordinator(
         pending.waiters += 1
         loop = asyncio.get_running_loop()
 
-        def settle() -> None:
+        answered = False  # exactly one of on_result and on_timeout answers
+
+        def settle() -> bool:
+            nonlocal answered
+            if answered:
+                return False
+            answered = True
             pending.waiters -= 1
             if pending.waiters == 0 and not future.done():
                 self.pending.pop(position, None)
+            return True
 
         def on_result(done: asyncio.Future[TxnResult]) -> None:
             timer.cancel()
-            settle()
-            if done.cancelled():
-                answer(errors.Unavailable("coordinator is shutting down", position=position))
+            if not settle():
                 return
-            error = done.exception()
-            if error is not None:
-                answer(error if isinstance(error, errors.OrdoError)
-                       else errors.Internal(str(error)))
+            failure = _failure(done, position)
+            if failure is None:
+                try:
+                    wire.result_to_pb(done.result(), response.result)
+                except Exception as error:
+                    failure = errors.Internal(str(error))
+            if failure is not None:
+                answer(failure)
                 return
-            wire.result_to_pb(done.result(), response.result)
             metrics.COMMIT_SECONDS.observe(loop.time() - started)
             answer(response)
 
         def on_timeout() -> None:
+            if future.done():
+                return  # its result is in; on_result (already scheduled) answers
             future.remove_done_callback(on_result)
-            settle()
+            if not settle():
+                return
             answer(errors.DeadlineExceeded(
                 f"transaction logged at position {position} but not yet applied by every "
                 "shard; fetch its result later",
@@ -923,6 +940,16 @@ class Coordinator(
         return (trimmed, None) if trimmed else None
 
 _WAIT_MODES = frozenset(cpb.WaitFor.values())
+
+
+def _failure(future: asyncio.Future[Any], position: int | None) -> errors.OrdoError | None:
+    """The error to answer for a submit whose ``future`` failed; None if it did not."""
+    if future.cancelled():
+        return errors.Unavailable("coordinator is shutting down", position=position)
+    error = future.exception()
+    if error is None:
+        return None
+    return error if isinstance(error, errors.OrdoError) else errors.Internal(str(error))
 
 
 def _decided_result(out: pb.TxnResult, position: int, request_id: str) -> None:

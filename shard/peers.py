@@ -84,8 +84,16 @@ class PeerReader:
                 await self._wake.wait()
                 self._wake.clear()
                 while self._unsent:
-                    reads = self._unsent[:L.READ_AT_READS_PER_MESSAGE_MAX]
-                    del self._unsent[:len(reads)]
+                    # Cut by count and by size (at least one read each).
+                    size = 0
+                    taken = 0
+                    for query in self._unsent[:L.READ_AT_READS_PER_MESSAGE_MAX]:
+                        if taken and size >= L.STREAM_MESSAGE_BYTES_MAX:
+                            break
+                        size += query.ByteSize()
+                        taken += 1
+                    reads = self._unsent[:taken]
+                    del self._unsent[:taken]
                     await call.write(spb.ReadAtRequest(reads=reads))
 
         writing = asyncio.create_task(writer())

@@ -282,17 +282,21 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
 
     async def _apply_loop(self) -> None:
         batch = _Batch()
+        loop = asyncio.get_running_loop()
         while True:
             item: _Item | None = None
             if self.queue.empty():
                 if batch.count and not batch.records and batch.shard_map is None:
                     # Only positions this shard has no part in: nothing to
                     # publish, so persisting the applied position waits for
-                    # the next write of its own, or a quiet moment.
-                    try:
-                        item = await asyncio.wait_for(self.queue.get(), SKIPPED_FLUSH_DELAY_S)
-                    except TimeoutError:
-                        pass
+                    # the next write of its own, at most SKIPPED_FLUSH_DELAY_S
+                    # after the batch began.
+                    left = batch.started + SKIPPED_FLUSH_DELAY_S - loop.time()
+                    if left > 0:
+                        try:
+                            item = await asyncio.wait_for(self.queue.get(), left)
+                        except TimeoutError:
+                            pass
                 if item is None:
                     if batch.count:
                         await self._flush(batch)
@@ -301,6 +305,8 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
                         self.idle.set()
             if item is None:
                 item = await self.queue.get()
+            if not batch.count:
+                batch.started = loop.time()
             entry = item.entry
             position = item.position
             if entry is None:
@@ -619,8 +625,11 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
             answers.append(out)
             ready.set()
 
+        unpark = asyncio.Event()
+
         def unparked(future: asyncio.Future[None], position: int, keys: list[bytes]) -> None:
             parked.discard(future)
+            unpark.set()
             if not future.cancelled():
                 answer(position, keys)
 
@@ -652,10 +661,10 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
                         if newest <= self.applied.position:
                             answer(position, keys)
                             continue
-                        if len(parked) >= L.READ_AT_INFLIGHT_MAX:
-                            failure.append((grpc.StatusCode.RESOURCE_EXHAUSTED,
-                                            "too many ReadAt reads waiting on this stream"))
-                            return
+                        while len(parked) >= L.READ_AT_INFLIGHT_MAX:
+                            # Stop reading: gRPC's flow control slows the peer.
+                            unpark.clear()
+                            await unpark.wait()
                         future = self.applied.future(newest)
                         parked.add(future)
                         future.add_done_callback(
@@ -892,6 +901,7 @@ class _Batch:
     undecided: list[pb.ShardResult] = field(default_factory=list)
     shard_map: bytes | None = None
     count: int = 0
+    started: float = 0.0  # loop time of its first entry
 
 
 def _events(record: pb.ShardLogRecord, matches: object, out: spb.WatchResponse) -> int:
