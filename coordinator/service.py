@@ -454,7 +454,7 @@ class Coordinator(
 
         async def one(item: cpb.TaggedSubmit, timeout_s: float) -> None:
             try:
-                outcome: cpb.SubmitResponse | errors.OrdoError = await self._submit(
+                outcome: cpb.SubmitResponse | errors.OrdoError = await self._submit_again(
                     item.request, timeout_s
                 )
             except errors.OrdoError as error:
@@ -551,7 +551,7 @@ class Coordinator(
     ) -> bool:
         """Sequence a new transaction without a task of its own: ``answer`` is
         called once with the response or the error. False, and nothing
-        done, when its request id was seen before (see :meth:`_submit`).
+        done, when its request id was seen before (see :meth:`_submit_again`).
         Edge errors are raised."""
         txn, wants_result, request_id = self._check(request)
         if request_id in self.inflight or self.seqlog.position_of(request_id) is not None:
@@ -667,9 +667,27 @@ class Coordinator(
         future.add_done_callback(on_result)
 
     async def _submit(self, request: cpb.SubmitRequest, timeout_s: float) -> cpb.SubmitResponse:
-        txn, wants_result, request_id = self._check(request)
+        """One submit awaited on its own (the unary RPC)."""
+        answered: asyncio.Future[cpb.SubmitResponse | errors.OrdoError] = (
+            asyncio.get_running_loop().create_future()
+        )
 
-        duplicate = True
+        def answer(outcome: cpb.SubmitResponse | errors.OrdoError) -> None:
+            if not answered.done():  # the caller may have gone away
+                answered.set_result(outcome)
+
+        if not self._submit_fast(request, timeout_s, answer):
+            return await self._submit_again(request, timeout_s)
+        outcome = await answered
+        if isinstance(outcome, errors.OrdoError):
+            raise outcome
+        return outcome
+
+    async def _submit_again(
+        self, request: cpb.SubmitRequest, timeout_s: float
+    ) -> cpb.SubmitResponse:
+        """A request id seen before: its original position and outcome."""
+        txn, wants_result, request_id = self._check(request)
         submit = self.inflight.get(request_id)
         if submit is not None:
             if submit.txn != txn:
@@ -677,13 +695,12 @@ class Coordinator(
             position = await asyncio.shield(submit.position)
         else:
             logged = self.seqlog.position_of(request_id)
-            if logged is not None:
-                position = logged
-                await self._check_same_txn(position, request_id, txn)
-            else:
-                duplicate = False
-                position = await self._enqueue(request_id, request.txn, txn, wants_result)
-        response = cpb.SubmitResponse(position=position, duplicate=duplicate)
+            if logged is None:
+                # Its index entry was truncated since: it counts as new.
+                return await self._submit(request, timeout_s)
+            position = logged
+            await self._check_same_txn(position, request_id, txn)
+        response = cpb.SubmitResponse(position=position, duplicate=True)
         started = time.perf_counter()
         if wants_result:
             if decided_by_log(txn):
@@ -693,11 +710,6 @@ class Coordinator(
                 wire.result_to_pb(result, response.result)
             metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
         return response
-
-    async def _enqueue(self, request_id: str, txn_pb: pb.Txn, txn: Txn, wants_result: bool) -> int:
-        self._admit()
-        submit = self._queue(request_id, txn_pb, txn, wants_result)
-        return await asyncio.shield(submit.position)
 
     def _admit(self) -> None:
         """Refuse a new transaction while the coordinator or a shard is behind."""
