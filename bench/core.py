@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import Any
 
 import ordo
+from bench.systems import proc_table, process_ticks
 from ordo.cli import dev_commands, wait_serving
 
 HOST = "127.0.0.1"
@@ -168,12 +169,9 @@ class Cluster:
         """user+system clock ticks of each live process (from /proc)."""
         out: dict[str, int] = {}
         for role, p in zip(self.roles, self.procs, strict=True):
-            try:
-                with open(f"/proc/{p.pid}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-                out[role] = int(fields[11]) + int(fields[12])  # utime, stime
-            except (OSError, IndexError, ValueError):
-                pass
+            ticks = process_ticks(p.pid)
+            if ticks is not None:
+                out[role] = ticks
         return out
 
     def log_tails(self, lines: int = 20) -> str:
@@ -471,10 +469,10 @@ async def run_workers(
         if profile is not None:
             profile()
         ticks0, client0, w0 = cluster.cpu_ticks(), time.process_time(), time.perf_counter()
-        machine0, procs0 = _machine_ticks(), _process_ticks()
+        machine0, procs0 = machine_ticks(), _process_ticks()
         await asyncio.sleep(max(0.0, t_end - time.perf_counter()))
         ticks1, client1, w1 = cluster.cpu_ticks(), time.process_time(), time.perf_counter()
-        machine1, procs1 = _machine_ticks(), _process_ticks()
+        machine1, procs1 = machine_ticks(), _process_ticks()
         hz = os.sysconf("SC_CLK_TCK")
         wall = w1 - w0
         cpu["client"] = 100.0 * (client1 - client0) / wall
@@ -506,7 +504,7 @@ async def run_workers(
     return stats, cpu
 
 
-def _machine_ticks() -> tuple[int, int] | None:
+def machine_ticks() -> tuple[int, int] | None:
     """(busy, total) clock ticks of every CPU since boot, from /proc/stat."""
     try:
         with open("/proc/stat") as f:
@@ -520,8 +518,6 @@ def _machine_ticks() -> tuple[int, int] | None:
 
 def _process_ticks() -> dict[int, tuple[str, int]]:
     """user+system clock ticks of every process (threads included), with a short name."""
-    from bench.systems import proc_table
-
     return {pid: (name, ticks) for pid, (_, ticks, name) in proc_table().items()}
 
 
@@ -532,9 +528,9 @@ async def wait_quiet(limit_s: float, busy_max_pct: float = 25.0) -> str:
     deadline = time.monotonic() + limit_s
     busy = math.nan
     while True:
-        a = _machine_ticks()
+        a = machine_ticks()
         await asyncio.sleep(1.0)
-        b = _machine_ticks()
+        b = machine_ticks()
         if a is None or b is None:
             return "unknown"
         busy = 100.0 * (b[0] - a[0]) / hz

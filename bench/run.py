@@ -48,7 +48,7 @@ import grpc
 
 import ordo
 from bench import systems
-from bench.core import Profiler, free_base_port, machine, source_tree
+from bench.core import Profiler, free_base_port, machine, machine_ticks, source_tree
 from bench.systems import (
     INITIAL_BALANCE,
     EtcdTarget,
@@ -192,17 +192,6 @@ def make_op(workload: str, target: Target, run: Run, concurrency: int) -> Op:
 # ------------------------------------------------------------------ runner
 
 
-def _machine_ticks() -> tuple[int, int] | None:
-    """(busy, total) clock ticks of every CPU since boot, from /proc/stat."""
-    try:
-        with open("/proc/stat") as f:
-            fields = [int(x) for x in f.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-    return sum(fields[:8]) - idle, sum(fields[:8])
-
-
 async def run_workers(target: Target, op: Op, run: Run, args: argparse.Namespace,
                       on_window: Callable[[], None] | None) -> None:
     t_start = time.perf_counter()
@@ -239,10 +228,10 @@ async def run_workers(target: Target, op: Op, run: Run, args: argparse.Namespace
             on_window()
         assert target.servers is not None
         table0, client0, w0 = systems.proc_table(), time.process_time(), time.perf_counter()
-        machine0 = _machine_ticks()
+        machine0 = machine_ticks()
         await asyncio.sleep(max(0.0, t_end - time.perf_counter()))
         table1, client1, w1 = systems.proc_table(), time.process_time(), time.perf_counter()
-        machine1 = _machine_ticks()
+        machine1 = machine_ticks()
         hz = os.sysconf("SC_CLK_TCK")
         wall = w1 - w0
         cpu = run.cpu

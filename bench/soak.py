@@ -27,10 +27,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 
 import ordo
+from bench.systems import process_ticks
 from ordo.cli import dev_commands, wait_serving
 
 
@@ -70,13 +71,8 @@ def rss_mb(pid: int) -> float:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process, its threads included."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except FileNotFoundError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time of a process, its threads included (0 once gone)."""
+    return (process_ticks(pid) or 0) / os.sysconf("SC_CLK_TCK")
 
 
 def du_mb(path: str) -> float:
@@ -90,9 +86,12 @@ def du_mb(path: str) -> float:
     return total / 1e6
 
 
-async def closed_loop(address: str, seconds: float, workers: int) -> int:
-    """Puts committed by ``workers`` closed-loop workers in ``seconds``."""
-    payload = b"x" * 100
+async def closed_loop(
+    address: str, seconds: float, workers: int,
+    op: Callable[[ordo.AsyncClient, random.Random], Awaitable[int]] | None = None,
+) -> int:
+    """Writes committed by ``workers`` closed-loop workers in ``seconds``;
+    ``op`` makes one transaction and returns its writes (default: a put)."""
     done = 0
     stop = time.monotonic() + seconds
     async with ordo.connect(address, timeout=30) as db:
@@ -100,11 +99,19 @@ async def closed_loop(address: str, seconds: float, workers: int) -> int:
             nonlocal done
             rng = random.Random(i)
             while time.monotonic() < stop:
-                await db.put(f"k{rng.randrange(100_000)}", payload)
-                done += 1
+                writes = await (op or _put)(db, rng)
+                done += writes  # not `done += await`: that reads `done` before the await
 
         await asyncio.gather(*(worker(i) for i in range(workers)))
     return done
+
+
+async def _put(db: ordo.AsyncClient, rng: random.Random) -> int:
+    await db.put(f"k{rng.randrange(100_000)}", PAYLOAD)
+    return 1
+
+
+PAYLOAD = b"x" * 100
 
 
 async def open_loop(address: str, rate: float, seconds: float, seed: int) -> dict[str, int]:
@@ -113,7 +120,6 @@ async def open_loop(address: str, rate: float, seconds: float, seed: int) -> dic
     every worker is busy, arrivals are dropped (counted), as a load balancer
     in front of a service would shed them. The pool keeps the generator
     cheap: a task per arrival would cost the client more CPU than the puts."""
-    payload = b"x" * 100
     counts = {"committed": 0, "refused": 0, "failed": 0, "dropped": 0}
     arrivals: asyncio.Queue[str] = asyncio.Queue()
     busy = 0
@@ -123,7 +129,7 @@ async def open_loop(address: str, rate: float, seconds: float, seed: int) -> dic
             while True:
                 key = await arrivals.get()
                 try:
-                    await db.put(key, payload)
+                    await db.put(key, PAYLOAD)
                     counts["committed"] += 1
                 except ordo.ResourceExhausted:
                     counts["refused"] += 1
@@ -244,19 +250,11 @@ def overload(args: argparse.Namespace) -> None:
 
 
 async def overwrite(address: str, seconds: float, keys: int) -> int:
-    payload = b"v" * 100
-    done = 0
-    stop = time.monotonic() + seconds
-    async with ordo.connect(address, timeout=30) as db:
-        async def worker(i: int) -> None:
-            nonlocal done
-            rng = random.Random(i)
-            while time.monotonic() < stop:
-                await db.txn(then=[ordo.put(f"key:{rng.randrange(keys)}", payload)
-                                   for _ in range(8)])
-                done += 8
-        await asyncio.gather(*(worker(i) for i in range(32)))
-    return done
+    async def eight_puts(db: ordo.AsyncClient, rng: random.Random) -> int:
+        await db.txn(then=[ordo.put(f"key:{rng.randrange(keys)}", b"v" * 100) for _ in range(8)])
+        return 8
+
+    return await closed_loop(address, seconds, 32, eight_puts)
 
 
 def retention(args: argparse.Namespace) -> None:

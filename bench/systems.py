@@ -65,15 +65,34 @@ def account_key(i: int) -> str:
 # --------------------------------------------------------------- processes
 
 
+def stat_fields(pid: int | str) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name; None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def process_ticks(pid: int | str) -> int | None:
+    """User + system clock ticks of a process, threads included; None if gone."""
+    fields = stat_fields(pid)
+    try:
+        return None if fields is None else int(fields[11]) + int(fields[12])
+    except (IndexError, ValueError):
+        return None
+
+
 def proc_table() -> dict[int, tuple[int, int, str]]:
     """pid -> (ppid, user+system clock ticks with threads, short command line), from /proc."""
     out: dict[int, tuple[int, int, str]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
+        fields = stat_fields(entry)
+        if fields is None:
+            continue
         try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
             with open(f"/proc/{entry}/cmdline", "rb") as f:
                 args = f.read().decode(errors="replace").split("\0")
                 # Program names only: a report names no path of the machine.
