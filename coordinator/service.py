@@ -435,22 +435,9 @@ class Coordinator(
         request_iterator: AsyncIterator[cpb.SubmitStreamRequest],
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[cpb.SubmitStreamResponse]:
-        replies: asyncio.Queue[cpb.TaggedReply | None] = asyncio.Queue()
+        stream = rpc.Multiplexed(cpb.TaggedReply, cpb.SubmitStreamResponse,
+                                 L.STREAM_SUBMITS_INFLIGHT_MAX, "submits")
         inflight: set[asyncio.Task[None]] = set()
-        answering = [0]  # submits on the fast path, not answered yet
-
-        def reply_to(tag: int, outcome: cpb.SubmitResponse | errors.OrdoError) -> None:
-            reply = cpb.TaggedReply(tag=tag)
-            if isinstance(outcome, errors.OrdoError):
-                metrics.REJECTED.labels(outcome.code.name).inc()
-                reply.error = errors.to_rpc_status(outcome).SerializeToString()
-            else:
-                reply.response.CopyFrom(outcome)
-            replies.put_nowait(reply)
-
-        def answered(tag: int, outcome: cpb.SubmitResponse | errors.OrdoError) -> None:
-            answering[0] -= 1
-            reply_to(tag, outcome)
 
         async def one(item: cpb.TaggedSubmit, timeout_s: float) -> None:
             try:
@@ -459,73 +446,25 @@ class Coordinator(
                 )
             except errors.OrdoError as error:
                 outcome = error
-            reply_to(item.tag, outcome)
+            stream.answer(item.tag, outcome)
 
         def start(item: cpb.TaggedSubmit) -> None:
             timeout_s = (
                 item.timeout_ms / 1000 if item.timeout_ms else DEFAULT_WAIT_S
             ) - DEADLINE_MARGIN_S
-            try:
-                if self._submit_fast(
-                    item.request, timeout_s, lambda outcome, tag=item.tag: answered(tag, outcome)
-                ):
-                    answering[0] += 1
-                    return
-            except errors.OrdoError as error:
-                reply_to(item.tag, error)
+            if self._submit_fast(
+                item.request, timeout_s, lambda outcome, tag=item.tag: stream.answer(tag, outcome)
+            ):
                 return
             # A request id seen before: the slow path finds its outcome.
             task = asyncio.create_task(one(item, timeout_s))
             inflight.add(task)
             task.add_done_callback(inflight.discard)
 
-        busy = errors.to_rpc_status(errors.ResourceExhausted(
-            "too many submits in flight on this stream", retry_after_s=0.05
-        )).SerializeToString()
-        failure: list[BaseException] = []
-
-        async def read() -> None:
-            try:
-                async for message in request_iterator:
-                    for n, item in enumerate(message.submits):
-                        if len(inflight) + answering[0] >= L.STREAM_SUBMITS_INFLIGHT_MAX:
-                            # Only the excess is refused, at once and cheaply.
-                            replies.put_nowait(cpb.TaggedReply(tag=item.tag, error=busy))
-                        else:
-                            start(item)
-                        if n % 32 == 31:
-                            await asyncio.sleep(0)  # a big message must not hold up the sequencer
-            except Exception as error:  # a request that does not parse, say
-                failure.append(error)
-            finally:
-                replies.put_nowait(None)
-
-        reader = asyncio.create_task(read())
         try:
-            open_ = True
-            while open_ or inflight or answering[0] or not replies.empty():
-                first = await replies.get()
-                if first is None:
-                    open_ = False
-                    if failure:
-                        raise failure[0]
-                    continue
-                batch = cpb.SubmitStreamResponse(replies=[first])
-                size = first.ByteSize()
-                # Everything else already answered goes in the same message,
-                # up to a size that keeps far below gRPC's message limit.
-                while not replies.empty() and size < L.STREAM_MESSAGE_BYTES_MAX:
-                    more = replies.get_nowait()
-                    if more is None:
-                        open_ = False
-                        if failure:
-                            raise failure[0]
-                    else:
-                        batch.replies.append(more)
-                        size += more.ByteSize()
-                yield batch
+            async for message in stream.serve(request_iterator, lambda m: m.submits, start):
+                yield message
         finally:
-            reader.cancel()
             for task in list(inflight):
                 task.cancel()
 

@@ -91,27 +91,31 @@ class _AbortView:
 _REFUSED = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
 
 
-class _SubmitPipe:
-    """Concurrent submits multiplexed over one SubmitStream.
+class _Pipe:
+    """Concurrent calls multiplexed over one bidirectional stream
+    (SubmitStream for transactions, one GetStream per shard for reads).
 
-    Submits made while a message is being written go together in the next
-    one, so under load many transactions share a message (and the server's
-    replies are batched the same way). If the stream breaks, every submit in
-    flight fails with :class:`Unavailable`, which the caller retries with
-    the same request id on a new stream.
+    Calls made while a message is being written go together in the next one,
+    so under load many share a message (and the server's replies are batched
+    the same way). If the stream breaks, every call in flight fails with
+    :class:`Unavailable`, which the caller retries (a submit with the same
+    request id) on a new stream.
 
-    At most ``STREAM_SUBMITS_INFLIGHT_MAX`` submits are in flight on the
-    stream (what the coordinator accepts on one); more wait here, in order,
-    within their timeout, instead of being refused and retried: under
-    overload the queue is in the caller, and the servers only see work they
-    take.
+    At most ``inflight_max`` calls are in flight on the stream (what the
+    server accepts on one); more wait here, in order, within their timeout,
+    instead of being refused and retried: under overload the queue is in the
+    caller, and the servers only see work they take.
     """
 
-    def __init__(self, stub: coordinator_pb2_grpc.CoordinatorServiceStub) -> None:
-        self.stub = stub
+    def __init__(
+        self, open_stream: Callable[[], Any], tagged: Any, message: Callable[[list[Any]], Any],
+        inflight_max: int, what: str,
+    ) -> None:
+        self.open_stream, self.tagged, self.message = open_stream, tagged, message
+        self.inflight_max, self.what = inflight_max, what
         self.call: Any = None
-        self.pending: dict[int, asyncio.Future[cpb.SubmitResponse]] = {}
-        self.outbox: list[cpb.TaggedSubmit] = []
+        self.pending: dict[int, asyncio.Future[Any]] = {}
+        self.outbox: list[Any] = []
         self.wake = asyncio.Event()
         self.tags = itertools.count(1)
         self.tasks: list[asyncio.Task[None]] = []
@@ -119,14 +123,15 @@ class _SubmitPipe:
         self.waiting: collections.deque[asyncio.Future[None]] = collections.deque()
 
     def _open(self) -> None:
-        self.call = self.stub.SubmitStream()
+        self.call = self.open_stream()
         call = self.call
         self.tasks = [asyncio.ensure_future(self._send(call)),
                       asyncio.ensure_future(self._receive(call))]
 
-    async def submit(self, request: cpb.SubmitRequest, timeout_s: float) -> cpb.SubmitResponse:
+    async def ask(self, request: Any, timeout_s: float) -> Any:
+        """Send ``request`` and wait for its response (at most ``timeout_s``)."""
         loop = asyncio.get_running_loop()
-        if self.inflight >= L.STREAM_SUBMITS_INFLIGHT_MAX or self.waiting:
+        if self.inflight >= self.inflight_max or self.waiting:
             started = loop.time()
             await self._slot(loop, timeout_s)
             timeout_s -= loop.time() - started
@@ -136,15 +141,15 @@ class _SubmitPipe:
             if self.call is None:
                 self._open()
             tag = next(self.tags)
-            future: asyncio.Future[cpb.SubmitResponse] = loop.create_future()
+            future: asyncio.Future[Any] = loop.create_future()
             self.pending[tag] = future
-            self.outbox.append(cpb.TaggedSubmit(
+            self.outbox.append(self.tagged(
                 tag=tag, request=request, timeout_ms=max(1, int(timeout_s * 1000))))
             self.wake.set()
             # A little slack past the server's own deadline, which answers
             # DEADLINE_EXCEEDED with the position. (A timer, not wait_for,
-            # which costs more than the rest of the submit.)
-            timer = loop.call_later(timeout_s + 0.5, _expire, future)
+            # which costs more than the rest of the call.)
+            timer = loop.call_later(timeout_s + 0.5, self._expire, future)
             try:
                 return await future
             finally:
@@ -153,11 +158,15 @@ class _SubmitPipe:
         finally:
             self._release()
 
+    def _expire(self, future: asyncio.Future[Any]) -> None:
+        if not future.done():
+            future.set_exception(errors.DeadlineExceeded(f"client timeout waiting for the {self.what}"))
+
     async def _slot(self, loop: asyncio.AbstractEventLoop, timeout_s: float) -> None:
-        """Wait, in order, for a submit in flight to hand over its slot."""
+        """Wait, in order, for a call in flight to hand over its slot."""
         waiter: asyncio.Future[None] = loop.create_future()
         self.waiting.append(waiter)
-        timer = loop.call_later(max(0.0, timeout_s), _expire_slot, waiter)
+        timer = loop.call_later(max(0.0, timeout_s), self._expire_slot, waiter)
         try:
             await waiter
         except asyncio.CancelledError:
@@ -166,6 +175,13 @@ class _SubmitPipe:
             raise
         finally:
             timer.cancel()
+
+    def _expire_slot(self, waiter: asyncio.Future[None]) -> None:
+        if not waiter.done():
+            waiter.set_exception(errors.DeadlineExceeded(
+                f"client timeout waiting to send a {self.what}: this client already has "
+                f"{self.inflight_max} in flight on one stream"
+            ))
 
     def _release(self) -> None:
         while self.waiting:
@@ -183,7 +199,7 @@ class _SubmitPipe:
                 if not self.outbox:
                     continue
                 batch, self.outbox = self.outbox, []
-                await call.write(cpb.SubmitStreamRequest(submits=batch))
+                await call.write(self.message(batch))
         except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError) as error:
             self._broken(error)
 
@@ -210,19 +226,20 @@ class _SubmitPipe:
         for task in self.tasks:
             if task is not asyncio.current_task():
                 task.cancel()
-        # Whatever broke the stream, a submit in flight on it may or may not
-        # have been logged: that is UNAVAILABLE (retry with the same request
-        # id, which deduplicates), never a certain failure.
+        # Whatever broke the stream, a call in flight on it may or may not
+        # have been carried out (a submit logged): that is UNAVAILABLE (retry;
+        # a submit with the same request id, which deduplicates), never a
+        # certain failure.
         failure: errors.OrdoError
         if isinstance(error, grpc.aio.AioRpcError) and error.code() in _REFUSED:
-            # Refused before the handler ran: nothing on it was logged.
+            # Refused before the handler ran: nothing on it was carried out.
             failure = errors.from_rpc_error(error)
         elif isinstance(error, grpc.aio.AioRpcError):
             failure = errors.Unavailable(
-                f"submit stream broke: {errors.from_rpc_error(error).message}"
+                f"{self.what} stream broke: {errors.from_rpc_error(error).message}"
             )
         else:
-            failure = errors.Unavailable("submit stream ended")
+            failure = errors.Unavailable(f"{self.what} stream ended")
         self.outbox = []
         for future in self.pending.values():
             if not future.done():
@@ -237,17 +254,15 @@ class _SubmitPipe:
             await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
-def _expire(future: asyncio.Future[cpb.SubmitResponse]) -> None:
-    if not future.done():
-        future.set_exception(errors.DeadlineExceeded("client timeout waiting for the submit"))
+def _submit_pipe(stub: coordinator_pb2_grpc.CoordinatorServiceStub) -> _Pipe:
+    return _Pipe(stub.SubmitStream, cpb.TaggedSubmit,
+                 lambda batch: cpb.SubmitStreamRequest(submits=batch),
+                 L.STREAM_SUBMITS_INFLIGHT_MAX, "submit")
 
 
-def _expire_slot(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_exception(errors.DeadlineExceeded(
-            "client timeout waiting to submit: this client already has "
-            f"{L.STREAM_SUBMITS_INFLIGHT_MAX} submits in flight"
-        ))
+def _get_pipe(stub: shard_pb2_grpc.ShardServiceStub) -> _Pipe:
+    return _Pipe(stub.GetStream, spb.TaggedGet, lambda batch: spb.GetStreamRequest(gets=batch),
+                 L.STREAM_GETS_INFLIGHT_MAX, "read")
 
 
 def _retryable(error: BaseException) -> bool:
@@ -278,7 +293,8 @@ class AsyncClient:
         self._shard_map: ShardMap | None = None
         self._shards: list[shard_pb2_grpc.ShardServiceStub] = []
         self._shard_channels: list[grpc.aio.Channel] = []
-        self._pipe: _SubmitPipe | None = None
+        self._pipe: _Pipe | None = None
+        self._get_pipes: list[_Pipe] = []
 
     async def __aenter__(self) -> AsyncClient:
         await self.connect()
@@ -291,7 +307,7 @@ class AsyncClient:
         if self._channel is None:
             self._channel = self._dial(self.address)
             self._stub = coordinator_pb2_grpc.CoordinatorServiceStub(self._channel)
-            self._pipe = _SubmitPipe(self._stub)
+            self._pipe = _submit_pipe(self._stub)
 
     def _dial(self, address: str) -> grpc.aio.Channel:
         if self._tls_system_roots:
@@ -302,9 +318,12 @@ class AsyncClient:
         return self._transport.channel(address)
 
     async def close(self) -> None:
+        for get_pipe in self._get_pipes:
+            await get_pipe.close()
         for ch in self._shard_channels:
             await ch.close()
         self._shard_channels, self._shards, self._shard_map = [], [], None
+        self._get_pipes = []
         if self._pipe is not None:
             await self._pipe.close()
             self._pipe = None
@@ -373,6 +392,7 @@ class AsyncClient:
             channels = [self._dial(address) for address in addresses]
             self._shard_channels = channels
             self._shards = [shard_pb2_grpc.ShardServiceStub(ch) for ch in channels]
+            self._get_pipes = [_get_pipe(stub) for stub in self._shards]
             self._shard_map = shard_map
         return self._shard_map, self._shards
 
@@ -404,7 +424,7 @@ class AsyncClient:
         pipe = self._pipe
         if pipe is None:
             raise errors.Cancelled("the client is not connected")
-        response = await self._call(lambda left: pipe.submit(request, left), timeout)
+        response = await self._call(lambda left: pipe.ask(request, left), timeout)
         if not response.HasField("result"):
             return Result(response.position, request.request_id, applied=False,
                           duplicate=response.duplicate)
@@ -479,9 +499,9 @@ class AsyncClient:
         raw = key_bytes(key)
         shard_map, shards = await self._routing()
         low, at = await self._read_at(min_position, at_position, timeout)
-        stub = shards[shard_map.shard_for_key(raw)]
+        pipe = self._get_pipes[shard_map.shard_for_key(raw)]
         request = spb.GetRequest(key=raw, min_position=low, at_position=at)
-        response = await self._call(lambda left: stub.Get(request, timeout=left), timeout)
+        response = await self._call(lambda left: pipe.ask(request, left), timeout)
         kv = wire.kv_from_pb(response.item)
         return Item(key, from_value(kv.value), kv.version)
 

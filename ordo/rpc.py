@@ -18,7 +18,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from ordo import errors, metrics, security
-from ordo.core.limits import GRPC_MESSAGE_BYTES_MAX
+from ordo.core.limits import GRPC_MESSAGE_BYTES_MAX, STREAM_MESSAGE_BYTES_MAX
 from ordo.security import TLSConfig
 
 log = logging.getLogger("ordo.rpc")
@@ -91,14 +91,104 @@ def wait_budget_s(context: grpc.aio.ServicerContext, default_s: float) -> float:
     """How long a server may wait for the caller: a little less than its
     deadline, so that the answer (DEADLINE_EXCEEDED with the position
     reached) arrives before gRPC's own bare one."""
-    left = deadline_s(context, default_s)
-    return max(0.0, left - min(0.05, left * 0.1))
+    return budget_s(deadline_s(context, default_s))
+
+
+def budget_s(left_s: float) -> float:
+    """A little less than ``left_s`` (see :func:`wait_budget_s`)."""
+    return max(0.0, left_s - min(0.05, left_s * 0.1))
 
 
 def deadline_s(context: grpc.aio.ServicerContext, default_s: float) -> float:
     """Seconds left before the caller's deadline (``default_s`` without one)."""
     remaining = context.time_remaining()
     return default_s if remaining is None else max(0.0, remaining)
+
+
+class Multiplexed:
+    """The server side of a multiplexed stream (SubmitStream, GetStream).
+
+    Each request on the stream carries a tag and is answered on its own, in
+    completion order, with that tag; answers ready together go out in one
+    message. ``start(item)`` begins one request and must lead to exactly one
+    :meth:`answer` for it (an :class:`~ordo.errors.OrdoError` it raises is
+    the answer). Past ``inflight_max`` unanswered requests, the excess is
+    refused with RESOURCE_EXHAUSTED, at once and cheaply.
+    """
+
+    def __init__(self, reply_type: Any, response_type: Any, inflight_max: int, what: str) -> None:
+        self.reply_type, self.response_type = reply_type, response_type
+        self.inflight_max = inflight_max
+        self.open = 0  # started, not answered yet
+        self.replies: asyncio.Queue[Any] = asyncio.Queue()
+        self.busy = errors.to_rpc_status(errors.ResourceExhausted(
+            f"too many {what} in flight on this stream", retry_after_s=0.05
+        )).SerializeToString()
+
+    def answer(self, tag: int, outcome: Any) -> None:
+        """Answer one request: with a response message or an OrdoError."""
+        self.open -= 1
+        reply = self.reply_type(tag=tag)
+        if isinstance(outcome, errors.OrdoError):
+            metrics.REJECTED.labels(outcome.code.name).inc()
+            reply.error = errors.to_rpc_status(outcome).SerializeToString()
+        else:
+            reply.response.CopyFrom(outcome)
+        self.replies.put_nowait(reply)
+
+    async def serve(
+        self,
+        request_iterator: AsyncIterator[Any],
+        items: Callable[[Any], Sequence[Any]],
+        start: Callable[[Any], None],
+    ) -> AsyncIterator[Any]:
+        failure: list[BaseException] = []
+
+        async def read() -> None:
+            try:
+                async for message in request_iterator:
+                    for n, item in enumerate(items(message)):
+                        if self.open >= self.inflight_max:
+                            self.replies.put_nowait(self.reply_type(tag=item.tag, error=self.busy))
+                        else:
+                            self.open += 1
+                            try:
+                                start(item)
+                            except errors.OrdoError as error:
+                                self.answer(item.tag, error)
+                        if n % 32 == 31:
+                            await asyncio.sleep(0)  # a big message must not hold up the loop
+            except Exception as error:  # a request that does not parse, say
+                failure.append(error)
+            finally:
+                self.replies.put_nowait(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            open_ = True
+            while open_ or self.open or not self.replies.empty():
+                first = await self.replies.get()
+                if first is None:
+                    open_ = False
+                    if failure:
+                        raise failure[0]
+                    continue
+                batch = self.response_type(replies=[first])
+                size = first.ByteSize()
+                # Everything else already answered goes in the same message,
+                # up to a size that keeps far below gRPC's message limit.
+                while not self.replies.empty() and size < STREAM_MESSAGE_BYTES_MAX:
+                    more = self.replies.get_nowait()
+                    if more is None:
+                        open_ = False
+                        if failure:
+                            raise failure[0]
+                    else:
+                        batch.replies.append(more)
+                        size += more.ByteSize()
+                yield batch
+        finally:
+            reader.cancel()
 
 
 class Server:

@@ -41,6 +41,7 @@ METHOD_ROLES: dict[str, str] = {
     "/ordo.v1.CoordinatorService/Subscribe": "read",
     "/ordo.v1.SequencerService/ReadLog": "admin",
     "/ordo.v1.ShardService/Get": "read",
+    "/ordo.v1.ShardService/GetStream": "read",
     "/ordo.v1.ShardService/Range": "read",
     "/ordo.v1.ShardService/History": "read",
     "/ordo.v1.ShardService/Watch": "read",

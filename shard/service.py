@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import itertools
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -501,25 +502,30 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
                 position=self.applied.position,
             )
 
+    def _read_target(self, min_position: int, at_position: int) -> int:
+        """The position a read waits for, once its request is checked."""
+        if at_position and min_position > at_position:
+            raise errors.InvalidArgument("min_position is above at_position", field="min_position")
+        return at_position or min_position
+
+    def _read_at(self, at_position: int) -> int:
+        """The position a read is answered at, once its target is applied."""
+        if not at_position:
+            return self.applied.position
+        if at_position < self.horizon:
+            raise errors.OutOfRange(
+                f"position {at_position} is below shard {self.id}'s retention horizon; "
+                f"the oldest position served is {self.horizon}",
+                oldest_position=self.horizon,
+            )
+        return at_position
+
     async def _read_position(
         self, min_position: int, at_position: int, context: grpc.aio.ServicerContext
     ) -> int:
         """The position a read is answered at, after waiting for it."""
-        if at_position:
-            if min_position > at_position:
-                raise errors.InvalidArgument(
-                    "min_position is above at_position", field="min_position"
-                )
-            await self._wait_applied(at_position, context)
-            if at_position < self.horizon:
-                raise errors.OutOfRange(
-                    f"position {at_position} is below shard {self.id}'s retention horizon; "
-                    f"the oldest position served is {self.horizon}",
-                    oldest_position=self.horizon,
-                )
-            return at_position
-        await self._wait_applied(min_position, context)
-        return self.applied.position
+        await self._wait_applied(self._read_target(min_position, at_position), context)
+        return self._read_at(at_position)
 
     def _check_key(self, key: bytes, name: str = "key") -> None:
         if not key:
@@ -536,7 +542,14 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
         self, request: spb.GetRequest, context: grpc.aio.ServicerContext
     ) -> spb.GetResponse:
         self._check_key(request.key)
-        position = await self._read_position(request.min_position, request.at_position, context)
+        await self._wait_applied(
+            self._read_target(request.min_position, request.at_position), context
+        )
+        return self._get(request)
+
+    def _get(self, request: spb.GetRequest) -> spb.GetResponse:
+        """Answer a checked Get whose target position is applied."""
+        position = self._read_at(request.at_position)
         state = self.store.read_before(request.key, position + 1)
         response = spb.GetResponse(position=position)
         response.item.key = request.key
@@ -544,6 +557,72 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
             response.item.version = state.version
             wire.value_to_pb(state.value, response.item.value)
         return response
+
+    async def GetStream(
+        self,
+        request_iterator: AsyncIterator[spb.GetStreamRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[spb.GetStreamResponse]:
+        """Get, multiplexed. A read whose position is applied is answered at
+        once; one that must wait is parked on the applied position with a
+        timer, without a task of its own."""
+        stream = rpc.Multiplexed(spb.TaggedGetReply, spb.GetStreamResponse,
+                                 L.STREAM_GETS_INFLIGHT_MAX, "reads")
+        loop = asyncio.get_running_loop()
+        parked: dict[int, tuple[asyncio.Future[None], asyncio.TimerHandle]] = {}
+        serial = itertools.count()
+
+        def answer(tag: int, request: spb.GetRequest) -> None:
+            try:
+                outcome: spb.GetResponse | errors.OrdoError = self._get(request)
+            except errors.OrdoError as error:
+                outcome = error
+            stream.answer(tag, outcome)
+
+        def start(item: spb.TaggedGet) -> None:
+            request = item.request
+            self._check_key(request.key)
+            target = self._read_target(request.min_position, request.at_position)
+            if target <= self.applied.position or self.config.inject_bug == "stale-read":
+                answer(item.tag, request)
+                return
+            timeout_s = rpc.budget_s(item.timeout_ms / 1000 if item.timeout_ms else DEFAULT_WAIT_S)
+            future = self.applied.future(target)
+            key = next(serial)
+
+            def expire() -> None:
+                if future.done():
+                    return  # applied in this same loop pass: on_applied answers
+                parked.pop(key, None)
+                self.applied.drop(future)  # on_applied sees it cancelled
+                stream.answer(item.tag, errors.DeadlineExceeded(
+                    f"shard {self.id} reached position {self.applied.position}, not {target}",
+                    position=self.applied.position,
+                ))
+
+            def on_applied(done: asyncio.Future[None]) -> None:
+                if done.cancelled():
+                    return
+                parked.pop(key, None)
+                timer.cancel()
+                error = done.exception()
+                if error is None:
+                    answer(item.tag, request)
+                else:
+                    stream.answer(item.tag, error if isinstance(error, errors.OrdoError)
+                                  else errors.Unavailable(f"shard {self.id}: {error}"))
+
+            timer = loop.call_later(timeout_s, expire)
+            parked[key] = (future, timer)
+            future.add_done_callback(on_applied)
+
+        try:
+            async for message in stream.serve(request_iterator, lambda m: m.gets, start):
+                yield message
+        finally:
+            for future, timer in parked.values():
+                timer.cancel()
+                self.applied.drop(future)
 
     @rpc.unary
     async def Range(

@@ -179,20 +179,25 @@ def _check_outcome(method: Method, outcome: Outcome, what: str) -> None:
         return
     assert outcome.code in SENSIBLE, (
         f"{method} answered {outcome.code.name} ({outcome.details!r}) to {what}")
-    if method.name == "SubmitStream" and outcome.first is not None:
-        # Each submit on the stream is answered on its own: same rules.
-        for reply in cpb.SubmitStreamResponse.FromString(outcome.first).replies:
+    replies_type = MULTIPLEXED.get(method.name)
+    if replies_type is not None and outcome.first is not None:
+        # Each request on a multiplexed stream is answered on its own: same rules.
+        for reply in replies_type.FromString(outcome.first).replies:
             if reply.HasField("error"):
                 status = status_pb2.Status.FromString(reply.error)
                 code = grpc.StatusCode.UNKNOWN
                 for c in grpc.StatusCode:
                     if c.value[0] == status.code:
                         code = c
-                OUTCOMES[("SubmitStream reply", code.name)] += 1
+                OUTCOMES[(f"{method.name} reply", code.name)] += 1
                 assert code in SENSIBLE, (
-                    f"{method} answered a submit {code.name} ({status.message!r}) in {what}")
+                    f"{method} answered a request {code.name} ({status.message!r}) in {what}")
             else:
-                OUTCOMES[("SubmitStream reply", "OK")] += 1
+                OUTCOMES[(f"{method.name} reply", "OK")] += 1
+
+
+# Streams whose every request gets its own answer, and their response type.
+MULTIPLEXED = {"SubmitStream": cpb.SubmitStreamResponse, "GetStream": spb.GetStreamResponse}
 
 
 # ------------------------------------------------------------------ cluster
@@ -554,6 +559,12 @@ def _payload(method: Method) -> st.SearchStrategy[bytes]:
                            st.integers(0, 3) | U64, SUBMITS, st.sampled_from([0, 1, 300]) | U32)
         specific = [st.lists(tagged, max_size=4).map(
             lambda s: cpb.SubmitStreamRequest(submits=s).SerializeToString())]
+    if method.input.full_name == "ordo.v1.GetStreamRequest":
+        gets = _message_strategy(spb.GetRequest.DESCRIPTOR)
+        tagged_get = st.builds(lambda tag, r, t: spb.TaggedGet(tag=tag, request=r, timeout_ms=t),
+                               st.integers(0, 3) | U64, gets, st.sampled_from([0, 1, 300]) | U32)
+        specific = [st.lists(tagged_get, max_size=4).map(
+            lambda g: spb.GetStreamRequest(gets=g).SerializeToString())]
     if not specific:
         return generic
     # Half of the inputs are transactions worth applying (one_of would
@@ -649,6 +660,12 @@ def _oversized_cases() -> list[tuple[str, str, list[bytes], set[grpc.StatusCode]
          [cpb.SubmitStreamRequest(submits=[cpb.TaggedSubmit(tag=i) for i in range(2_000)])
           .SerializeToString()], {OK}),
         ("SubmitStream 10k messages", "SubmitStream", [b""] * 10_000, {OK}),
+        ("GetStream 2k reads far ahead", "GetStream",
+         [spb.GetStreamRequest(gets=[
+             spb.TaggedGet(tag=i, timeout_ms=200,
+                           request=spb.GetRequest(key=b"fz:g", min_position=2**63))
+             for i in range(2_000)]).SerializeToString()], {OK}),
+        ("GetStream 10k messages", "GetStream", [b""] * 10_000, {OK}),
         ("GetResult position 2^64-1", "GetResult",
          [cpb.GetResultRequest(position=2**64 - 1).SerializeToString()],
          {grpc.StatusCode.NOT_FOUND}),

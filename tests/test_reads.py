@@ -11,6 +11,7 @@ import subprocess
 import sys
 import uuid
 
+import grpc
 import pytest
 
 import ordo
@@ -243,3 +244,74 @@ async def test_subscribe_reports_progress_across_entries_that_are_not_transactio
     # Position 1 holds the shard map, not a transaction: no txn, yet progress.
     assert first.progress >= 1
     assert all(t.position > 1 for t in first.txns)
+
+
+async def test_get_stream_answers_each_read_on_its_own(cluster: Cluster) -> None:
+    """One GetStream message with reads that resolve differently: each is
+    answered with its tag, the one waiting for a later position once that
+    position is applied, the bad one alone refused."""
+    from ordo import errors
+    from ordo.v1 import shard_pb2 as spb
+    from ordo.v1 import shard_pb2_grpc
+
+    key = _keys_on_distinct_shards(f"gs:{uuid.uuid4().hex[:6]}:", cluster.shards)[0]
+    async with ordo.connect(cluster.address) as db:
+        first = (await db.put(key, "before")).position
+        async with grpc.aio.insecure_channel(cluster.shard_address(0)) as channel:
+            call = shard_pb2_grpc.ShardServiceStub(channel).GetStream()
+            await call.write(spb.GetStreamRequest(gets=[
+                spb.TaggedGet(tag=1, request=spb.GetRequest(key=key.encode(), min_position=first)),
+                spb.TaggedGet(tag=2, request=spb.GetRequest(key=b"")),
+                spb.TaggedGet(tag=3, timeout_ms=300, request=spb.GetRequest(
+                    key=key.encode(), min_position=first + 10**9)),
+                spb.TaggedGet(tag=4, request=spb.GetRequest(key=key.encode(),
+                                                            min_position=first + 1)),
+                spb.TaggedGet(tag=5, request=spb.GetRequest(
+                    key=key.encode(), min_position=first + 1, at_position=first)),
+            ]))
+            replies: dict[int, spb.TaggedGetReply] = {}
+
+            async def collect(until: int) -> None:
+                while len(replies) < until:
+                    message = await call.read()
+                    for reply in message.replies:
+                        assert reply.tag not in replies, "each read is answered once"
+                        replies[reply.tag] = reply
+
+            # Everything but the read of a later position is answered
+            # without any write (the deadline of tag 3 passes first).
+            await asyncio.wait_for(collect(4), 10)
+            assert 4 not in replies
+            assert replies[1].response.item.value.text_value == "before"
+            assert replies[1].response.position >= first
+            assert errors.from_status_bytes(replies[2].error).code == grpc.StatusCode.INVALID_ARGUMENT
+            late = errors.from_status_bytes(replies[3].error)
+            assert isinstance(late, errors.DeadlineExceeded) and late.position >= first
+            assert errors.from_status_bytes(replies[5].error).code == grpc.StatusCode.INVALID_ARGUMENT
+            second = (await db.put(key, "after")).position
+            assert second > first
+            await asyncio.wait_for(collect(5), 10)
+            assert replies[4].response.position >= first + 1
+            expected = "after" if replies[4].response.position >= second else "before"
+            assert replies[4].response.item.value.text_value == expected
+            await call.done_writing()
+
+
+async def test_reads_recover_from_a_shard_killed_under_them(fresh_cluster: Cluster) -> None:
+    """A read in flight on a GetStream whose shard dies is retried on a new
+    stream and answered once the shard is back."""
+    keys = _keys_on_distinct_shards("gk:", fresh_cluster.shards)
+    async with ordo.connect(fresh_cluster.address, timeout=30) as db:
+        positions = [(await db.put(k, i)).position for i, k in enumerate(keys)]
+        assert [await db.get(k, min_position=p) for k, p in zip(keys, positions)] == [0, 1, 2][
+            : len(keys)]
+        fresh_cluster.kill(1 + 1, signal.SIGKILL)  # shard 1, whose GetStream is open
+        tail = await db.tail()
+        # Waits for a position past the tail: in flight while the shard is down.
+        pending = asyncio.create_task(db.get(keys[1], min_position=tail + 1))
+        await asyncio.sleep(0.5)
+        fresh_cluster.revive(1 + 1)
+        written = await db.put(keys[1], "again")
+        assert await asyncio.wait_for(pending, 30) in (1, "again")
+        assert await db.get(keys[1], min_position=written.position) == "again"
+        assert await db.get(keys[0]) == 0

@@ -30,6 +30,7 @@ SHARD_FLUSH_ENTRIES_MAX = 1024  # applied entries per LevelDB write batch
 READ_AT_INFLIGHT_MAX = 4096  # ReadAt reads waiting for a writer, per peer stream
 READ_AT_READS_PER_MESSAGE_MAX = 1024  # reads in one ReadAt request message
 STREAM_SUBMITS_INFLIGHT_MAX = 8192  # submits in flight on one SubmitStream
+STREAM_GETS_INFLIGHT_MAX = 8192  # reads in flight on one GetStream
 # A stream message collects items until it reaches this size (one item may
 # be larger, up to GRPC_MESSAGE_BYTES_MAX).
 STREAM_MESSAGE_BYTES_MAX = 4 * 1024 * 1024

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from ordo.v1 import types_pb2 as ordo_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13ordo/v1/shard.proto\x12\x07ordo.v1\x1a\x13ordo/v1/types.proto\"D\n\nGetRequest\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\x14\n\x0cmin_position\x18\x02 \x01(\x04\x12\x13\n\x0b\x61t_position\x18\x03 \x01(\x04\"@\n\x0bGetResponse\x12\x1f\n\x04item\x18\x01 \x01(\x0b\x32\x11.ordo.v1.KeyValue\x12\x10\n\x08position\x18\x02 \x01(\x04\"k\n\x0cRangeRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\x0c\x12\x14\n\x0cmin_position\x18\x02 \x01(\x04\x12\r\n\x05limit\x18\x03 \x01(\r\x12\x13\n\x0b\x61t_position\x18\x04 \x01(\x04\x12\x11\n\tstart_key\x18\x05 \x01(\x0c\"Q\n\rRangeResponse\x12 \n\x05items\x18\x01 \x03(\x0b\x32\x11.ordo.v1.KeyValue\x12\x0c\n\x04more\x18\x02 \x01(\x08\x12\x10\n\x08position\x18\x03 \x01(\x04\"4\n\rReadAtRequest\x12#\n\x05reads\x18\x01 \x03(\x0b\x32\x14.ordo.v1.ReadAtQuery\"-\n\x0bReadAtQuery\x12\x10\n\x08position\x18\x01 \x01(\x04\x12\x0c\n\x04keys\x18\x02 \x03(\x0c\"8\n\x0eReadAtResponse\x12&\n\x07\x61nswers\x18\x01 \x03(\x0b\x32\x15.ordo.v1.ReadAtAnswer\"B\n\x0cReadAtAnswer\x12\x10\n\x08position\x18\x01 \x01(\x04\x12 \n\x05items\x18\x02 \x03(\x0b\x32\x11.ordo.v1.KeyValue\"]\n\x14StreamResultsRequest\x12\x15\n\rfrom_position\x18\x01 \x01(\x04\x12\x16\n\x0einclude_writes\x18\x02 \x01(\x08\x12\x16\n\x0eundecided_only\x18\x03 \x01(\x08\"X\n\x15StreamResultsResponse\x12%\n\x07results\x18\x01 \x03(\x0b\x32\x14.ordo.v1.ShardResult\x12\x18\n\x10\x61pplied_position\x18\x02 \x01(\x04\")\n\x15GetShardResultRequest\x12\x10\n\x08position\x18\x01 \x01(\x04\"S\n\x16GetShardResultResponse\x12$\n\x06result\x18\x01 \x01(\x0b\x32\x14.ordo.v1.ShardResult\x12\x13\n\x0bparticipant\x18\x02 \x01(\x08\"\x14\n\x12ShardStatusRequest\"}\n\x13ShardStatusResponse\x12\r\n\x05shard\x18\x01 \x01(\r\x12\x18\n\x10\x61pplied_position\x18\x02 \x01(\x04\x12\x0e\n\x06\x64igest\x18\x03 \x01(\x0c\x12\x14\n\x0clog_position\x18\x04 \x01(\x04\x12\x17\n\x0foldest_position\x18\x05 \x01(\x04\"P\n\x0cWatchRequest\x12\r\n\x03key\x18\x01 \x01(\x0cH\x00\x12\x10\n\x06prefix\x18\x02 \x01(\x0cH\x00\x12\x15\n\rfrom_position\x18\x03 \x01(\x04\x42\x08\n\x06target\"^\n\nWatchEvent\x12\x10\n\x08position\x18\x01 \x01(\x04\x12\x0b\n\x03key\x18\x02 \x01(\x0c\x12\x1d\n\x05value\x18\x03 \x01(\x0b\x32\x0e.ordo.v1.Value\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"F\n\rWatchResponse\x12#\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x13.ordo.v1.WatchEvent\x12\x10\n\x08progress\x18\x02 \x01(\x04\"Y\n\x0eHistoryRequest\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\x15\n\rfrom_position\x18\x02 \x01(\x04\x12\r\n\x05limit\x18\x03 \x01(\r\x12\x14\n\x0cmin_position\x18\x04 \x01(\x04\"]\n\x0fHistoryResponse\x12#\n\x08versions\x18\x01 \x03(\x0b\x32\x11.ordo.v1.KeyValue\x12\x0c\n\x04more\x18\x02 \x01(\x08\x12\x17\n\x0foldest_position\x18\x03 \x01(\x04\x32\x9e\x04\n\x0cShardService\x12\x30\n\x03Get\x12\x13.ordo.v1.GetRequest\x1a\x14.ordo.v1.GetResponse\x12\x36\n\x05Range\x12\x15.ordo.v1.RangeRequest\x1a\x16.ordo.v1.RangeResponse\x12=\n\x06ReadAt\x12\x16.ordo.v1.ReadAtRequest\x1a\x17.ordo.v1.ReadAtResponse(\x01\x30\x01\x12P\n\rStreamResults\x12\x1d.ordo.v1.StreamResultsRequest\x1a\x1e.ordo.v1.StreamResultsResponse0\x01\x12Q\n\x0eGetShardResult\x12\x1e.ordo.v1.GetShardResultRequest\x1a\x1f.ordo.v1.GetShardResultResponse\x12H\n\x0bShardStatus\x12\x1b.ordo.v1.ShardStatusRequest\x1a\x1c.ordo.v1.ShardStatusResponse\x12\x38\n\x05Watch\x12\x15.ordo.v1.WatchRequest\x1a\x16.ordo.v1.WatchResponse0\x01\x12<\n\x07History\x12\x17.ordo.v1.HistoryRequest\x1a\x18.ordo.v1.HistoryResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13ordo/v1/shard.proto\x12\x07ordo.v1\x1a\x13ordo/v1/types.proto\"D\n\nGetRequest\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\x14\n\x0cmin_position\x18\x02 \x01(\x04\x12\x13\n\x0b\x61t_position\x18\x03 \x01(\x04\"@\n\x0bGetResponse\x12\x1f\n\x04item\x18\x01 \x01(\x0b\x32\x11.ordo.v1.KeyValue\x12\x10\n\x08position\x18\x02 \x01(\x04\"R\n\tTaggedGet\x12\x0b\n\x03tag\x18\x01 \x01(\x04\x12$\n\x07request\x18\x02 \x01(\x0b\x32\x13.ordo.v1.GetRequest\x12\x12\n\ntimeout_ms\x18\x03 \x01(\r\"4\n\x10GetStreamRequest\x12 \n\x04gets\x18\x01 \x03(\x0b\x32\x12.ordo.v1.TaggedGet\"c\n\x0eTaggedGetReply\x12\x0b\n\x03tag\x18\x01 \x01(\x04\x12(\n\x08response\x18\x02 \x01(\x0b\x32\x14.ordo.v1.GetResponseH\x00\x12\x0f\n\x05\x65rror\x18\x03 \x01(\x0cH\x00\x42\t\n\x07outcome\"=\n\x11GetStreamResponse\x12(\n\x07replies\x18\x01 \x03(\x0b\x32\x17.ordo.v1.TaggedGetReply\"k\n\x0cRangeRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\x0c\x12\x14\n\x0cmin_position\x18\x02 \x01(\x04\x12\r\n\x05limit\x18\x03 \x01(\r\x12\x13\n\x0b\x61t_position\x18\x04 \x01(\x04\x12\x11\n\tstart_key\x18\x05 \x01(\x0c\"Q\n\rRangeResponse\x12 \n\x05items\x18\x01 \x03(\x0b\x32\x11.ordo.v1.KeyValue\x12\x0c\n\x04more\x18\x02 \x01(\x08\x12\x10\n\x08position\x18\x03 \x01(\x04\"4\n\rReadAtRequest\x12#\n\x05reads\x18\x01 \x03(\x0b\x32\x14.ordo.v1.ReadAtQuery\"-\n\x0bReadAtQuery\x12\x10\n\x08position\x18\x01 \x01(\x04\x12\x0c\n\x04keys\x18\x02 \x03(\x0c\"8\n\x0eReadAtResponse\x12&\n\x07\x61nswers\x18\x01 \x03(\x0b\x32\x15.ordo.v1.ReadAtAnswer\"B\n\x0cReadAtAnswer\x12\x10\n\x08position\x18\x01 \x01(\x04\x12 \n\x05items\x18\x02 \x03(\x0b\x32\x11.ordo.v1.KeyValue\"]\n\x14StreamResultsRequest\x12\x15\n\rfrom_position\x18\x01 \x01(\x04\x12\x16\n\x0einclude_writes\x18\x02 \x01(\x08\x12\x16\n\x0eundecided_only\x18\x03 \x01(\x08\"X\n\x15StreamResultsResponse\x12%\n\x07results\x18\x01 \x03(\x0b\x32\x14.ordo.v1.ShardResult\x12\x18\n\x10\x61pplied_position\x18\x02 \x01(\x04\")\n\x15GetShardResultRequest\x12\x10\n\x08position\x18\x01 \x01(\x04\"S\n\x16GetShardResultResponse\x12$\n\x06result\x18\x01 \x01(\x0b\x32\x14.ordo.v1.ShardResult\x12\x13\n\x0bparticipant\x18\x02 \x01(\x08\"\x14\n\x12ShardStatusRequest\"}\n\x13ShardStatusResponse\x12\r\n\x05shard\x18\x01 \x01(\r\x12\x18\n\x10\x61pplied_position\x18\x02 \x01(\x04\x12\x0e\n\x06\x64igest\x18\x03 \x01(\x0c\x12\x14\n\x0clog_position\x18\x04 \x01(\x04\x12\x17\n\x0foldest_position\x18\x05 \x01(\x04\"P\n\x0cWatchRequest\x12\r\n\x03key\x18\x01 \x01(\x0cH\x00\x12\x10\n\x06prefix\x18\x02 \x01(\x0cH\x00\x12\x15\n\rfrom_position\x18\x03 \x01(\x04\x42\x08\n\x06target\"^\n\nWatchEvent\x12\x10\n\x08position\x18\x01 \x01(\x04\x12\x0b\n\x03key\x18\x02 \x01(\x0c\x12\x1d\n\x05value\x18\x03 \x01(\x0b\x32\x0e.ordo.v1.Value\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"F\n\rWatchResponse\x12#\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x13.ordo.v1.WatchEvent\x12\x10\n\x08progress\x18\x02 \x01(\x04\"Y\n\x0eHistoryRequest\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\x15\n\rfrom_position\x18\x02 \x01(\x04\x12\r\n\x05limit\x18\x03 \x01(\r\x12\x14\n\x0cmin_position\x18\x04 \x01(\x04\"]\n\x0fHistoryResponse\x12#\n\x08versions\x18\x01 \x03(\x0b\x32\x11.ordo.v1.KeyValue\x12\x0c\n\x04more\x18\x02 \x01(\x08\x12\x17\n\x0foldest_position\x18\x03 \x01(\x04\x32\xe6\x04\n\x0cShardService\x12\x30\n\x03Get\x12\x13.ordo.v1.GetRequest\x1a\x14.ordo.v1.GetResponse\x12\x46\n\tGetStream\x12\x19.ordo.v1.GetStreamRequest\x1a\x1a.ordo.v1.GetStreamResponse(\x01\x30\x01\x12\x36\n\x05Range\x12\x15.ordo.v1.RangeRequest\x1a\x16.ordo.v1.RangeResponse\x12=\n\x06ReadAt\x12\x16.ordo.v1.ReadAtRequest\x1a\x17.ordo.v1.ReadAtResponse(\x01\x30\x01\x12P\n\rStreamResults\x12\x1d.ordo.v1.StreamResultsRequest\x1a\x1e.ordo.v1.StreamResultsResponse0\x01\x12Q\n\x0eGetShardResult\x12\x1e.ordo.v1.GetShardResultRequest\x1a\x1f.ordo.v1.GetShardResultResponse\x12H\n\x0bShardStatus\x12\x1b.ordo.v1.ShardStatusRequest\x1a\x1c.ordo.v1.ShardStatusResponse\x12\x38\n\x05Watch\x12\x15.ordo.v1.WatchRequest\x1a\x16.ordo.v1.WatchResponse0\x01\x12<\n\x07History\x12\x17.ordo.v1.HistoryRequest\x1a\x18.ordo.v1.HistoryResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,40 +36,48 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETREQUEST']._serialized_end=121
   _globals['_GETRESPONSE']._serialized_start=123
   _globals['_GETRESPONSE']._serialized_end=187
-  _globals['_RANGEREQUEST']._serialized_start=189
-  _globals['_RANGEREQUEST']._serialized_end=296
-  _globals['_RANGERESPONSE']._serialized_start=298
-  _globals['_RANGERESPONSE']._serialized_end=379
-  _globals['_READATREQUEST']._serialized_start=381
-  _globals['_READATREQUEST']._serialized_end=433
-  _globals['_READATQUERY']._serialized_start=435
-  _globals['_READATQUERY']._serialized_end=480
-  _globals['_READATRESPONSE']._serialized_start=482
-  _globals['_READATRESPONSE']._serialized_end=538
-  _globals['_READATANSWER']._serialized_start=540
-  _globals['_READATANSWER']._serialized_end=606
-  _globals['_STREAMRESULTSREQUEST']._serialized_start=608
-  _globals['_STREAMRESULTSREQUEST']._serialized_end=701
-  _globals['_STREAMRESULTSRESPONSE']._serialized_start=703
-  _globals['_STREAMRESULTSRESPONSE']._serialized_end=791
-  _globals['_GETSHARDRESULTREQUEST']._serialized_start=793
-  _globals['_GETSHARDRESULTREQUEST']._serialized_end=834
-  _globals['_GETSHARDRESULTRESPONSE']._serialized_start=836
-  _globals['_GETSHARDRESULTRESPONSE']._serialized_end=919
-  _globals['_SHARDSTATUSREQUEST']._serialized_start=921
-  _globals['_SHARDSTATUSREQUEST']._serialized_end=941
-  _globals['_SHARDSTATUSRESPONSE']._serialized_start=943
-  _globals['_SHARDSTATUSRESPONSE']._serialized_end=1068
-  _globals['_WATCHREQUEST']._serialized_start=1070
-  _globals['_WATCHREQUEST']._serialized_end=1150
-  _globals['_WATCHEVENT']._serialized_start=1152
-  _globals['_WATCHEVENT']._serialized_end=1246
-  _globals['_WATCHRESPONSE']._serialized_start=1248
-  _globals['_WATCHRESPONSE']._serialized_end=1318
-  _globals['_HISTORYREQUEST']._serialized_start=1320
-  _globals['_HISTORYREQUEST']._serialized_end=1409
-  _globals['_HISTORYRESPONSE']._serialized_start=1411
-  _globals['_HISTORYRESPONSE']._serialized_end=1504
-  _globals['_SHARDSERVICE']._serialized_start=1507
-  _globals['_SHARDSERVICE']._serialized_end=2049
+  _globals['_TAGGEDGET']._serialized_start=189
+  _globals['_TAGGEDGET']._serialized_end=271
+  _globals['_GETSTREAMREQUEST']._serialized_start=273
+  _globals['_GETSTREAMREQUEST']._serialized_end=325
+  _globals['_TAGGEDGETREPLY']._serialized_start=327
+  _globals['_TAGGEDGETREPLY']._serialized_end=426
+  _globals['_GETSTREAMRESPONSE']._serialized_start=428
+  _globals['_GETSTREAMRESPONSE']._serialized_end=489
+  _globals['_RANGEREQUEST']._serialized_start=491
+  _globals['_RANGEREQUEST']._serialized_end=598
+  _globals['_RANGERESPONSE']._serialized_start=600
+  _globals['_RANGERESPONSE']._serialized_end=681
+  _globals['_READATREQUEST']._serialized_start=683
+  _globals['_READATREQUEST']._serialized_end=735
+  _globals['_READATQUERY']._serialized_start=737
+  _globals['_READATQUERY']._serialized_end=782
+  _globals['_READATRESPONSE']._serialized_start=784
+  _globals['_READATRESPONSE']._serialized_end=840
+  _globals['_READATANSWER']._serialized_start=842
+  _globals['_READATANSWER']._serialized_end=908
+  _globals['_STREAMRESULTSREQUEST']._serialized_start=910
+  _globals['_STREAMRESULTSREQUEST']._serialized_end=1003
+  _globals['_STREAMRESULTSRESPONSE']._serialized_start=1005
+  _globals['_STREAMRESULTSRESPONSE']._serialized_end=1093
+  _globals['_GETSHARDRESULTREQUEST']._serialized_start=1095
+  _globals['_GETSHARDRESULTREQUEST']._serialized_end=1136
+  _globals['_GETSHARDRESULTRESPONSE']._serialized_start=1138
+  _globals['_GETSHARDRESULTRESPONSE']._serialized_end=1221
+  _globals['_SHARDSTATUSREQUEST']._serialized_start=1223
+  _globals['_SHARDSTATUSREQUEST']._serialized_end=1243
+  _globals['_SHARDSTATUSRESPONSE']._serialized_start=1245
+  _globals['_SHARDSTATUSRESPONSE']._serialized_end=1370
+  _globals['_WATCHREQUEST']._serialized_start=1372
+  _globals['_WATCHREQUEST']._serialized_end=1452
+  _globals['_WATCHEVENT']._serialized_start=1454
+  _globals['_WATCHEVENT']._serialized_end=1548
+  _globals['_WATCHRESPONSE']._serialized_start=1550
+  _globals['_WATCHRESPONSE']._serialized_end=1620
+  _globals['_HISTORYREQUEST']._serialized_start=1622
+  _globals['_HISTORYREQUEST']._serialized_end=1711
+  _globals['_HISTORYRESPONSE']._serialized_start=1713
+  _globals['_HISTORYRESPONSE']._serialized_end=1806
+  _globals['_SHARDSERVICE']._serialized_start=1809
+  _globals['_SHARDSERVICE']._serialized_end=2423
 # @@protoc_insertion_point(module_scope)

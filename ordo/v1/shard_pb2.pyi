@@ -25,6 +25,38 @@ class GetResponse(_message.Message):
     position: int
     def __init__(self, item: _Optional[_Union[_types_pb2.KeyValue, _Mapping]] = ..., position: _Optional[int] = ...) -> None: ...
 
+class TaggedGet(_message.Message):
+    __slots__ = ("tag", "request", "timeout_ms")
+    TAG_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    tag: int
+    request: GetRequest
+    timeout_ms: int
+    def __init__(self, tag: _Optional[int] = ..., request: _Optional[_Union[GetRequest, _Mapping]] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
+
+class GetStreamRequest(_message.Message):
+    __slots__ = ("gets",)
+    GETS_FIELD_NUMBER: _ClassVar[int]
+    gets: _containers.RepeatedCompositeFieldContainer[TaggedGet]
+    def __init__(self, gets: _Optional[_Iterable[_Union[TaggedGet, _Mapping]]] = ...) -> None: ...
+
+class TaggedGetReply(_message.Message):
+    __slots__ = ("tag", "response", "error")
+    TAG_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    tag: int
+    response: GetResponse
+    error: bytes
+    def __init__(self, tag: _Optional[int] = ..., response: _Optional[_Union[GetResponse, _Mapping]] = ..., error: _Optional[bytes] = ...) -> None: ...
+
+class GetStreamResponse(_message.Message):
+    __slots__ = ("replies",)
+    REPLIES_FIELD_NUMBER: _ClassVar[int]
+    replies: _containers.RepeatedCompositeFieldContainer[TaggedGetReply]
+    def __init__(self, replies: _Optional[_Iterable[_Union[TaggedGetReply, _Mapping]]] = ...) -> None: ...
+
 class RangeRequest(_message.Message):
     __slots__ = ("prefix", "min_position", "limit", "at_position", "start_key")
     PREFIX_FIELD_NUMBER: _ClassVar[int]

@@ -39,6 +39,11 @@ class ShardServiceStub:
                 request_serializer=ordo_dot_v1_dot_shard__pb2.GetRequest.SerializeToString,
                 response_deserializer=ordo_dot_v1_dot_shard__pb2.GetResponse.FromString,
                 _registered_method=True)
+        self.GetStream = channel.stream_stream(
+                '/ordo.v1.ShardService/GetStream',
+                request_serializer=ordo_dot_v1_dot_shard__pb2.GetStreamRequest.SerializeToString,
+                response_deserializer=ordo_dot_v1_dot_shard__pb2.GetStreamResponse.FromString,
+                _registered_method=True)
         self.Range = channel.unary_unary(
                 '/ordo.v1.ShardService/Range',
                 request_serializer=ordo_dot_v1_dot_shard__pb2.RangeRequest.SerializeToString,
@@ -81,6 +86,15 @@ class ShardServiceServicer:
 
     def Get(self, request, context):
         """The newest version of a key, once the shard has applied `min_position`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetStream(self, request_iterator, context):
+        """Get, multiplexed: many reads in flight on one stream, several per
+        message, each answered (in completion order) with its tag. This is what
+        the Python client uses, as SubmitStream for transactions.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -148,6 +162,11 @@ def add_ShardServiceServicer_to_server(servicer, server):
                     request_deserializer=ordo_dot_v1_dot_shard__pb2.GetRequest.FromString,
                     response_serializer=ordo_dot_v1_dot_shard__pb2.GetResponse.SerializeToString,
             ),
+            'GetStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.GetStream,
+                    request_deserializer=ordo_dot_v1_dot_shard__pb2.GetStreamRequest.FromString,
+                    response_serializer=ordo_dot_v1_dot_shard__pb2.GetStreamResponse.SerializeToString,
+            ),
             'Range': grpc.unary_unary_rpc_method_handler(
                     servicer.Range,
                     request_deserializer=ordo_dot_v1_dot_shard__pb2.RangeRequest.FromString,
@@ -211,6 +230,33 @@ class ShardService:
             '/ordo.v1.ShardService/Get',
             ordo_dot_v1_dot_shard__pb2.GetRequest.SerializeToString,
             ordo_dot_v1_dot_shard__pb2.GetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/ordo.v1.ShardService/GetStream',
+            ordo_dot_v1_dot_shard__pb2.GetStreamRequest.SerializeToString,
+            ordo_dot_v1_dot_shard__pb2.GetStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,
