@@ -254,6 +254,63 @@ class _Pipe:
             await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
+class _SharedTail:
+    """Linearizable reads share Tail calls, as etcd batches ReadIndex requests.
+
+    A read joins the next call to go out, never one already sent, so the tail
+    it gets was read after the read began and covers every write acknowledged
+    before then. One call is in flight at a time; reads that arrive meanwhile
+    share the one after it.
+    """
+
+    def __init__(self, fetch: Callable[[], Awaitable[int]]) -> None:
+        self.fetch = fetch
+        self.next: asyncio.Future[int] | None = None  # the call that reads join now
+        self.busy = False  # a call is in flight or about to go
+
+    async def get(self, timeout_s: float) -> int:
+        future = self.next
+        if future is None:
+            loop = asyncio.get_running_loop()
+            future = self.next = loop.create_future()
+            future.add_done_callback(_retrieve)
+            if not self.busy:
+                # Sent from the next loop pass: reads begun in this one share it.
+                self.busy = True
+                loop.call_soon(self._go)
+        try:
+            # Shielded: one reader giving up must not cancel the others' call.
+            return await asyncio.wait_for(asyncio.shield(future), timeout_s)
+        except TimeoutError:
+            raise errors.DeadlineExceeded("client timeout waiting for the log tail") from None
+
+    def _go(self) -> None:
+        future, self.next = self.next, None
+        assert future is not None and self.busy
+        call = asyncio.ensure_future(self.fetch())
+
+        def done(call: asyncio.Future[int]) -> None:
+            if not future.done():
+                if call.cancelled():
+                    future.set_exception(errors.Cancelled("the tail call was cancelled"))
+                elif call.exception() is not None:
+                    future.set_exception(call.exception())  # type: ignore[arg-type]
+                else:
+                    future.set_result(call.result())
+            if self.next is not None:
+                self._go()  # reads that came while this call was out
+            else:
+                self.busy = False
+
+        call.add_done_callback(done)
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark a shared future's exception seen (every reader may have gone)."""
+    if not future.cancelled():
+        future.exception()
+
+
 def _submit_pipe(stub: coordinator_pb2_grpc.CoordinatorServiceStub) -> _Pipe:
     return _Pipe(stub.SubmitStream, cpb.TaggedSubmit,
                  lambda batch: cpb.SubmitStreamRequest(submits=batch),
@@ -294,7 +351,8 @@ class AsyncClient:
         self._shards: list[shard_pb2_grpc.ShardServiceStub] = []
         self._shard_channels: list[grpc.aio.Channel] = []
         self._pipe: _Pipe | None = None
-        self._get_pipes: list[_Pipe] = []
+        self._get_pipes: dict[int, _Pipe] = {}  # by shard, opened on first use
+        self._tails = _SharedTail(lambda: self.tail())
 
     async def __aenter__(self) -> AsyncClient:
         await self.connect()
@@ -318,12 +376,12 @@ class AsyncClient:
         return self._transport.channel(address)
 
     async def close(self) -> None:
-        for get_pipe in self._get_pipes:
+        for get_pipe in self._get_pipes.values():
             await get_pipe.close()
         for ch in self._shard_channels:
             await ch.close()
         self._shard_channels, self._shards, self._shard_map = [], [], None
-        self._get_pipes = []
+        self._get_pipes = {}
         if self._pipe is not None:
             await self._pipe.close()
             self._pipe = None
@@ -392,7 +450,6 @@ class AsyncClient:
             channels = [self._dial(address) for address in addresses]
             self._shard_channels = channels
             self._shards = [shard_pb2_grpc.ShardServiceStub(ch) for ch in channels]
-            self._get_pipes = [_get_pipe(stub) for stub in self._shards]
             self._shard_map = shard_map
         return self._shard_map, self._shards
 
@@ -483,7 +540,7 @@ class AsyncClient:
         if min_position is None:
             # Linearizable, as etcd's default read: at least the log tail as
             # of now, so every write acknowledged before this call is seen.
-            return await self.tail(timeout=timeout), 0
+            return await self._tails.get(self.timeout if timeout is None else timeout), 0
         return min_position, 0
 
     async def get_item(
@@ -499,7 +556,10 @@ class AsyncClient:
         raw = key_bytes(key)
         shard_map, shards = await self._routing()
         low, at = await self._read_at(min_position, at_position, timeout)
-        pipe = self._get_pipes[shard_map.shard_for_key(raw)]
+        shard = shard_map.shard_for_key(raw)
+        pipe = self._get_pipes.get(shard)
+        if pipe is None:
+            pipe = self._get_pipes[shard] = _get_pipe(shards[shard])
         request = spb.GetRequest(key=raw, min_position=low, at_position=at)
         response = await self._call(lambda left: pipe.ask(request, left), timeout)
         kv = wire.kv_from_pb(response.item)

@@ -315,3 +315,43 @@ async def test_reads_recover_from_a_shard_killed_under_them(fresh_cluster: Clust
         assert await asyncio.wait_for(pending, 30) in (1, "again")
         assert await db.get(keys[1], min_position=written.position) == "again"
         assert await db.get(keys[0]) == 0
+
+
+async def test_linearizable_reads_share_tail_calls_never_one_sent_before_them(
+    cluster: Cluster,
+) -> None:
+    """Concurrent default reads share Tail calls (as etcd batches ReadIndex).
+    With other reads keeping a Tail call in flight almost all the time, a
+    read that begins after a write is acknowledged still sees it. (The rule
+    that makes it so, joining the next call and never one already sent, is
+    pinned step by step in test_client_units.)"""
+    from ordo import rpc
+
+    class OwnConnection(ordo.AsyncClient):
+        """gRPC shares one TCP connection among a process's channels to an
+        address, which would order the reader's Tail answers before the
+        writer's acknowledgements: give the reader its own."""
+
+        def _dial(self, address: str) -> grpc.aio.Channel:
+            options = [*rpc.CHANNEL_OPTIONS, ("grpc.use_local_subchannel_pool", 1)]
+            return grpc.aio.insecure_channel(address, options=options)
+
+    key = f"lin:{uuid.uuid4().hex}"
+    async with ordo.connect(cluster.address) as db, OwnConnection(cluster.address) as reader:
+        stop = asyncio.Event()
+        background_reads = [0]
+
+        async def busy(i: int) -> None:
+            while not stop.is_set():
+                await reader.get(f"lin:other:{i}")
+                background_reads[0] += 1
+
+        others = [asyncio.create_task(busy(i)) for i in range(16)]
+        try:
+            for i in range(400):
+                await db.put(key, i)
+                assert await reader.get(key) == i, f"read {i} missed the write before it"
+        finally:
+            stop.set()
+            await asyncio.gather(*others)
+        assert background_reads[0] > 400
