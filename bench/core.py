@@ -114,6 +114,7 @@ class Cluster:
     port: int
     coordinator_args: list[str] = field(default_factory=list)
     shard_args: list[str] = field(default_factory=list)
+    shards_per_process: int = 1
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     roles: list[str] = field(default_factory=list)
     stopped_at: float = math.inf  # wall clock when stop() began
@@ -130,9 +131,13 @@ class Cluster:
         return os.path.join(self.data, f"{role}.log")
 
     def start(self) -> None:
-        cmds = dev_commands(self.shards, self.data, HOST, self.port)
+        per = max(1, self.shards_per_process)
+        cmds = dev_commands(self.shards, self.data, HOST, self.port, shards_per_process=per)
         cmds = [cmds[0] + self.coordinator_args] + [c + self.shard_args for c in cmds[1:]]
-        self.roles = ["coordinator"] + [f"shard-{i}" for i in range(self.shards)]
+        self.roles = ["coordinator"] + [
+            f"shard-{i}" if min(self.shards, i + per) == i + 1
+            else f"shards-{i}-{min(self.shards, i + per) - 1}"
+            for i in range(0, self.shards, per)]
         # Services read ORDO_* settings from the environment: keep the
         # caller's out, so every run measures the same configuration.
         env = {k: v for k, v in os.environ.items() if not k.startswith("ORDO_")}

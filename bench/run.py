@@ -322,8 +322,9 @@ def plans_for(workload: str, args: argparse.Namespace) -> list[Plan]:
     out: list[Plan] = []
     c = args.concurrency
     if "ordo" in args.system_list:
-        for s in args.shard_counts:
-            out.append(Plan(workload, f"ordo-{s}", lambda s=s: OrdoTarget(args, s), c))
+        for s, per in args.shard_counts:
+            label = f"ordo-{s}" if per == 1 else f"ordo-{s}x{s // per}"
+            out.append(Plan(workload, label, lambda s=s, per=per: OrdoTarget(args, s, per), c))
     if "etcd" in args.system_list:
         out.append(Plan(workload, "etcd", lambda: EtcdTarget(args), c))
     if "postgres" in args.system_list:
@@ -340,6 +341,15 @@ def plans_for(workload: str, args: argparse.Namespace) -> list[Plan]:
         out.append(Plan(workload, f"ordo-{s}@{args.overload}",
                         lambda: OrdoTarget(args, s), args.overload, overload=True))
     return out
+
+
+def _shard_spec(spec: str) -> tuple[int, int]:
+    """``N`` or ``NxP``: (shards, shards per process)."""
+    shards, _, processes = spec.strip().partition("x")
+    n, p = int(shards), int(processes or shards)
+    if n < 1 or p < 1 or n % p:
+        raise ValueError(spec)
+    return n, n // p if processes else 1
 
 
 def schedule(args: argparse.Namespace) -> list[tuple[int, Plan]]:
@@ -770,7 +780,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "--systems ordo is the ordo-only mode")
     p.add_argument("--workloads", default=",".join(WORKLOADS),
                    help="comma list of " + ", ".join(WORKLOADS) + " (all)")
-    p.add_argument("--shards", default="1,3", help="ordo shard counts (1,3)")
+    p.add_argument("--shards", default="1,3,3x1",
+                   help="ordo shard counts, each N (a process per shard) or NxP (N shards "
+                        "hosted by P processes) (1,3,3x1)")
     p.add_argument("--pg-variants", default="serializable,serializable-ordered,read-committed",
                    help="PostgreSQL transfer variants: serializable (debit, then credit), "
                         "serializable-ordered (the two UPDATEs in account order), "
@@ -815,7 +827,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             args.reps = 1
     args.system_list = [s.strip() for s in args.systems.split(",") if s.strip()]
     args.workload_list = [w.strip() for w in args.workloads.split(",") if w.strip()]
-    args.shard_counts = [int(s) for s in args.shards.split(",") if s.strip()]
+    try:
+        args.shard_counts = [_shard_spec(s) for s in args.shards.split(",") if s.strip()]
+    except ValueError:
+        p.error("--shards takes shard counts, each N (one process per shard) or NxP "
+                "(N shards in P processes, P dividing N)")
     args.pg_variant_list = [v.strip() for v in args.pg_variants.split(",") if v.strip()]
     for v in args.pg_variant_list:
         if v not in systems.PG_VARIANTS:
@@ -826,7 +842,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for w in args.workload_list:
         if w not in WORKLOADS:
             p.error(f"unknown workload {w!r}")
-    if "ordo" in args.system_list and (not args.shard_counts or min(args.shard_counts) < 1):
+    if "ordo" in args.system_list and not args.shard_counts:
         p.error("--shards needs positive shard counts")
     if (args.concurrency < 1 or args.clients < 1 or args.duration <= 0 or args.warmup < 0
             or args.reps < 1 or args.overload < 0):

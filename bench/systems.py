@@ -353,10 +353,11 @@ class OrdoTarget(Target):
     system = "ordo"
     profile_ok = True
 
-    def __init__(self, args: Any, shards: int) -> None:
+    def __init__(self, args: Any, shards: int, per_process: int = 1) -> None:
         super().__init__(args)
         self.shards = shards
-        self.label = f"ordo-{shards}"
+        self.per_process = per_process
+        self.label = f"ordo-{shards}" if per_process == 1 else f"ordo-{shards}x{shards // per_process}"
         self.ports = shards + 1
         self.writers: list[ordo.AsyncClient] = []
         self.readers: list[ordo.AsyncClient] = []
@@ -364,14 +365,20 @@ class OrdoTarget(Target):
         self.address = ""
 
     def settings(self) -> str:
-        return (f"{self.shards} shard(s), default settings (the coordinator fsyncs each "
+        hosting = ("" if self.per_process == 1 else
+                   f" in {self.shards // self.per_process} shard process(es), {self.per_process} "
+                   "each (co-located shards read each other's inputs directly)")
+        return (f"{self.shards} shard(s){hosting}, default settings (the coordinator fsyncs each "
                 "sequencer batch before answering; shards fsync their applied batches)")
 
     async def start(self, data: str, port: int) -> None:
         self.servers = servers = Servers(data)
-        cmds = dev_commands(self.shards, data, HOST, port)
+        per = self.per_process
+        cmds = dev_commands(self.shards, data, HOST, port, shards_per_process=per)
         env = {k: v for k, v in os.environ.items() if not k.startswith("ORDO_")}
-        roles = ["coordinator"] + [f"shard-{i}" for i in range(self.shards)]
+        roles = ["coordinator"] + [
+            f"shard-{i}" if per == 1 else f"shards-{i}-{i + per - 1}"
+            for i in range(0, self.shards, per)]
         for role, cmd in zip(roles, cmds, strict=True):
             servers.spawn(role, cmd, env=env)
         self.address = f"{HOST}:{port}"

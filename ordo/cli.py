@@ -60,21 +60,37 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
 def cmd_shard(args: argparse.Namespace) -> int:
     from ordo import config as C
     from ordo import serve
-    from shard.service import Shard, ShardConfig
+    from shard.service import Shard, ShardConfig, ShardGroup
 
     v = C.resolve("shard", vars(args))
     if not v["peer"]:
         print("ordo shard: give every shard's address, in shard order, with --peer",
               file=sys.stderr)
         return 2
+    hosted: dict[int, str] = {v["id"]: v["data"]}
+    for spec in v["host"]:
+        shard_id, sep, data = spec.partition("=")
+        if not sep or not shard_id.isdigit() or not data:
+            print(f"ordo shard: --host takes ID=DIR, not {spec!r}", file=sys.stderr)
+            return 2
+        if int(shard_id) in hosted or int(shard_id) >= len(v["peer"]):
+            print(f"ordo shard: --host {spec}: no such shard, or hosted twice", file=sys.stderr)
+            return 2
+        hosted[int(shard_id)] = data
     _start_common(v, "shard")
-    cfg = ShardConfig(
-        shard=v["id"], listen=v["listen"], data_dir=v["data"], coordinator=v["coordinator"],
+    security = _security(v)
+    configs = [ShardConfig(
+        shard=shard_id, listen=v["listen"] if shard_id == v["id"] else v["peer"][shard_id],
+        data_dir=data, coordinator=v["coordinator"],
         peers=v["peer"], sync=bool(v["sync"]), inject_bug=v["inject_bug"],
         retain_positions=v["retain_positions"], retain_seconds=v["retain_seconds"],
-        compact_interval_s=v["compact_interval_s"], **_security(v),
-    )
-    return serve.run(lambda: Shard(cfg))
+        compact_interval_s=v["compact_interval_s"], **security,
+    ) for shard_id, data in sorted(hosted.items())]
+    if len(configs) == 1:
+        return serve.run(lambda: Shard(configs[0]))
+    for config in configs:
+        os.makedirs(config.data_dir, exist_ok=True)
+    return serve.run(lambda: ShardGroup(configs))
 
 
 def cmd_config_show(args: argparse.Namespace) -> int:
@@ -97,11 +113,14 @@ def _set_pdeathsig() -> None:
 
 
 def dev_commands(
-    shards: int, data: str, host: str, port: int, extra: list[str] | None = None
+    shards: int, data: str, host: str, port: int, extra: list[str] | None = None,
+    shards_per_process: int = 1,
 ) -> list[list[str]]:
     """The command lines of a local cluster: a coordinator and N shards.
 
-    ``extra`` flags go to every service (retention settings, say).
+    ``extra`` flags go to every service (retention settings, say). With
+    ``shards_per_process`` above 1, each shard process hosts that many
+    consecutive shards (the first one's command line names the others).
     """
     extra = extra or []
     exe = [sys.executable, "-m", "ordo"]
@@ -110,11 +129,14 @@ def dev_commands(
     cmds = [exe + ["coordinator", "--listen", coordinator,
                    "--data", os.path.join(data, "coordinator")]
             + [a for p in peers for a in ("--shard", p)] + extra]
-    for i, address in enumerate(peers):
-        cmds.append(exe + ["shard", "--id", str(i), "--listen", address,
+    per = max(1, shards_per_process)
+    for i in range(0, shards, per):
+        hosted = [a for j in range(i + 1, min(shards, i + per))
+                  for a in ("--host", f"{j}={os.path.join(data, f'shard-{j}')}")]
+        cmds.append(exe + ["shard", "--id", str(i), "--listen", peers[i],
                            "--data", os.path.join(data, f"shard-{i}"),
                            "--coordinator", coordinator]
-                    + [a for p in peers for a in ("--peer", p)] + extra)
+                    + [a for p in peers for a in ("--peer", p)] + hosted + extra)
     return cmds
 
 
@@ -171,7 +193,11 @@ def _dev_security(args: argparse.Namespace) -> tuple[list[str], Any, str | None]
 def cmd_dev(args: argparse.Namespace) -> int:
     os.makedirs(args.data, exist_ok=True)
     extra, tls, token = _dev_security(args)
-    cmds = dev_commands(args.shards, args.data, args.host, args.port, extra)
+    if args.shards_per_process < 1:
+        print("ordo dev: --shards-per-process is 1 or more", file=sys.stderr)
+        return 2
+    cmds = dev_commands(args.shards, args.data, args.host, args.port, extra,
+                        args.shards_per_process)
     procs = [subprocess.Popen(c, preexec_fn=_set_pdeathsig) for c in cmds]
     stopping = False
 
@@ -398,6 +424,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="data")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=7400)
+    p.add_argument("--shards-per-process", type=int, default=1,
+                   help="shards hosted by each shard process (they read each other's "
+                        "inputs directly; on a small machine, one process per core)")
     p.add_argument("--tls", action="store_true",
                    help="generate a throwaway CA and certificates; mutual TLS on every link")
     p.add_argument("--auth", action="store_true",

@@ -68,6 +68,8 @@ ROLES: dict[str, list[Setting]] = {
         Setting("peer", [], "every shard's address (this one too); repeat, in shard order",
                 repeated=True),
         Setting("sync", True, "fsync applied batches (the log is durable either way)", bool),
+        Setting("host", [], "also run shard ID in this process, at its --peer address, with "
+                "its data in DIR: ID=DIR; repeat", repeated=True),
         Setting("inject_bug", "", "break ordo on purpose (fault-runner self-test only)",
                 choices=("", "skip-writes", "stale-read")),
         *_COMMON,

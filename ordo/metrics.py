@@ -20,8 +20,10 @@ TAIL = Gauge("ordo_log_tail_position", "Newest durable position of the sequencer
 SUBMIT_QUEUE = Gauge("ordo_submit_queue_depth", "Transactions waiting to be sequenced")
 SHARD_LAG = Gauge("ordo_shard_lag_positions", "How far a shard's applied position trails the "
                   "tail, as the coordinator sees it", ["shard"])
-APPLIED = Gauge("ordo_shard_applied_position", "Newest position applied and durable")
-APPLY_QUEUE = Gauge("ordo_shard_apply_queue_depth", "Log entries received, not yet applied")
+APPLIED = Gauge("ordo_shard_applied_position", "Newest position applied and durable",
+                ["shard"])
+APPLY_QUEUE = Gauge("ordo_shard_apply_queue_depth", "Log entries received, not yet applied",
+                    ["shard"])
 APPLIED_TXNS = Counter("ordo_shard_transactions_applied_total",
                        "Transactions this shard took part in and applied")
 FLUSH_SECONDS = Histogram("ordo_shard_flush_seconds", "Time to write one applied batch")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import grpc
 
@@ -112,6 +113,26 @@ class PeerReader:
         finally:
             writing.cancel()
             call.cancel()
+
+
+class LocalPeer:
+    """A peer shard hosted in this same process: its reads are answered
+    directly, by the same rule as ReadAt (see ``Shard.inputs_before``),
+    without a stream, serialization or a trip through gRPC."""
+
+    def __init__(self, shard: int, owner: Any) -> None:
+        self.shard = shard
+        self.owner = owner  # the peer's Shard
+
+    def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    def request(self, position: int, keys: list[bytes]) -> asyncio.Future[Inputs]:
+        result: asyncio.Future[Inputs] = self.owner.inputs_before(position, keys)
+        return result
 
 
 def _versioned(msg: object) -> Versioned | None:

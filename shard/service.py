@@ -40,7 +40,7 @@ from ordo.v1 import coordinator_pb2_grpc, shard_pb2_grpc
 from ordo.v1 import shard_pb2 as spb
 from ordo.v1 import types_pb2 as pb
 from ordo.waiters import PositionWatch
-from shard.peers import Inputs, PeerReader
+from shard.peers import Inputs, LocalPeer, PeerReader
 from shard.store import ShardStore
 
 log = logging.getLogger("ordo.shard")
@@ -128,7 +128,9 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
             assert self.applier is not None
             self.applier.digest = self.durable_digest
         self.queue: asyncio.Queue[_Item] = asyncio.Queue(L.SHARD_LOG_QUEUE_MAX)
-        self.peers: dict[int, PeerReader] = {}
+        self.peers: dict[int, PeerReader | LocalPeer] = {}
+        # Peer shards hosted in this process (see ShardGroup): read directly.
+        self.neighbours: dict[int, Shard] = {}
         self.listeners: set[asyncio.Queue[_Flushed | None]] = set()
         self.transport = rpc.Transport(config.tls, config.token)
         self.server = rpc.Server(config.listen, ["ordo.v1.ShardService"], config.tls,
@@ -159,9 +161,15 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
     async def start(self) -> None:
         await self.server.start()
         for peer_id, address in enumerate(self.config.peers):
-            if peer_id != self.id:
-                self.peers[peer_id] = PeerReader(peer_id, address, self.transport)
-                self.peers[peer_id].start()
+            if peer_id == self.id:
+                continue
+            peer: PeerReader | LocalPeer
+            if peer_id in self.neighbours:
+                peer = LocalPeer(peer_id, self.neighbours[peer_id])
+            else:
+                peer = PeerReader(peer_id, address, self.transport)
+            peer.start()
+            self.peers[peer_id] = peer
         self.pull_task = serve.critical_task(self._pull_log(), "pull-log")
         self.tasks.append(serve.critical_task(self._apply_loop(), "apply"))
         self.tasks.append(serve.critical_task(self._compact_loop(), "compact"))
@@ -395,7 +403,7 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
         self.written.advance(applied)
         self.sync_wanted.set()
         metrics.FLUSH_SECONDS.observe(time.perf_counter() - started)
-        metrics.APPLY_QUEUE.set(self.queue.qsize())
+        metrics.APPLY_QUEUE.labels(str(self.id)).set(self.queue.qsize())
         metrics.APPLIED_TXNS.inc(len(batch.results))
         if self.listeners:
             flushed = _Flushed(batch.records, batch.results, batch.undecided, applied)
@@ -429,7 +437,7 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
             await asyncio.get_running_loop().run_in_executor(self.disk, self.store.sync)
         self.durable_digest = digest
         self.durable.advance(target)
-        metrics.APPLIED.set(target)
+        metrics.APPLIED.labels(str(self.id)).set(target)
 
     def _listen(self) -> asyncio.Queue[_Flushed | None]:
         queue: asyncio.Queue[_Flushed | None] = asyncio.Queue(LISTENER_QUEUE_MAX)
@@ -676,6 +684,30 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
             if value is not None:
                 wire.value_to_pb(value, item.value)
         return response
+
+    def inputs_before(self, position: int, keys: list[bytes]) -> asyncio.Future[Inputs]:
+        """The state of ``keys`` (own keys) just before ``position``, once it is
+        final here: for a neighbour shard in this process, by the rule ReadAt
+        answers peers with."""
+        loop = asyncio.get_running_loop()
+        out: asyncio.Future[Inputs] = loop.create_future()
+
+        def read(_: object = None) -> None:
+            if not out.done():
+                out.set_result({key: self.store.read_before(key, position) for key in keys})
+
+        def when_received(_: object = None) -> None:
+            newest = self.writers.newest_before(keys, position)
+            if newest <= self.applied.position:
+                read()
+            else:
+                self.applied.future(newest).add_done_callback(read)
+
+        if self.received < position - 1:
+            self.received_watch.future(position - 1).add_done_callback(when_received)
+        else:
+            when_received()
+        return out
 
     async def ReadAt(
         self,
@@ -1011,3 +1043,25 @@ def shard_result(shard: int, applied: Applied) -> pb.ShardResult:
         wire.abort_to_pb(outcome.abort, msg.abort)
     wire.op_results_to_pb(outcome.results, msg.results)
     return msg
+
+
+class ShardGroup:
+    """Several shards in one process, as a broker hosts several partitions.
+
+    Each keeps its own log position, LevelDB, server and address; only the
+    reads of multi-shard inputs between them skip gRPC (see LocalPeer). They
+    share one event loop, so they fail and restart together.
+    """
+
+    def __init__(self, configs: Sequence[ShardConfig]) -> None:
+        self.shards = [Shard(config) for config in configs]
+        for shard in self.shards:
+            shard.neighbours = {other.id: other for other in self.shards if other is not shard}
+
+    async def start(self) -> None:
+        for shard in self.shards:
+            await shard.start()
+
+    async def stop(self) -> None:
+        # Together: a draining shard may still need its neighbours' inputs.
+        await asyncio.gather(*(shard.stop() for shard in self.shards))

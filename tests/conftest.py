@@ -49,6 +49,7 @@ class Cluster:
     shard_extra: list[str] = field(default_factory=list)  # flags for the shards only
     per_process: dict[int, list[str]] = field(default_factory=dict)  # flags for process i
     tls: object = None  # a TLSConfig when the cluster runs TLS
+    shards_per_process: int = 1  # above 1: shard processes host several shards each
 
     @property
     def address(self) -> str:
@@ -61,8 +62,20 @@ class Cluster:
     def addresses(self) -> list[str]:
         return [self.address] + [self.shard_address(i) for i in range(self.shards)]
 
+    def _commands(self) -> list[list[str]]:
+        return dev_commands(self.shards, self.data, "127.0.0.1", self.port, self.extra,
+                            self.shards_per_process)
+
+    def _process_addresses(self, i: int) -> list[str]:
+        """What process i serves: the coordinator, or the shards it hosts."""
+        if i == 0:
+            return [self.address]
+        per = self.shards_per_process
+        first = (i - 1) * per
+        return [self.shard_address(s) for s in range(first, min(self.shards, first + per))]
+
     def _spawn(self, i: int) -> subprocess.Popen[bytes]:
-        cmd = dev_commands(self.shards, self.data, "127.0.0.1", self.port, self.extra)[i]
+        cmd = self._commands()[i]
         if i > 0:
             cmd = cmd + self.shard_extra
         cmd = cmd + self.per_process.get(i, [])
@@ -70,13 +83,14 @@ class Cluster:
             return subprocess.Popen(cmd, stdout=log, stderr=log)
 
     def start(self) -> None:
-        self.procs = [self._spawn(i) for i in range(self.shards + 1)]
+        self.procs = [self._spawn(i) for i in range(len(self._commands()))]
         if not wait_serving(self.addresses, 60, self.tls):
             self.stop()
             raise RuntimeError("cluster did not start:\n" + self.logs())
 
     def kill(self, i: int, sig: int = signal.SIGKILL) -> None:
-        """Signal process i (0 is the coordinator, 1 + s is shard s) and reap it."""
+        """Signal process i (0 is the coordinator, 1 + s is shard s, or with
+        several shards per process, the s-th shard process) and reap it."""
         self.procs[i].send_signal(sig)
         self.procs[i].wait(timeout=20)
 
@@ -84,7 +98,7 @@ class Cluster:
         """Start process i again from its own command line and data directory."""
         assert self.procs[i].poll() is not None, "still running"
         self.procs[i] = self._spawn(i)
-        if wait and not wait_serving([self.addresses[i]], 60, self.tls):
+        if wait and not wait_serving(self._process_addresses(i), 60, self.tls):
             raise RuntimeError(f"process {i} did not restart:\n" + self.logs())
 
     def stop(self, sig: int = signal.SIGTERM) -> list[int]:

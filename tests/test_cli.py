@@ -63,6 +63,42 @@ def test_dev_prints_ready_and_stops_cleanly_on_sigterm() -> None:
         assert sorted(os.listdir(data)) == ["coordinator", "shard-0", "shard-1"]
 
 
+def test_dev_hosts_several_shards_in_one_process() -> None:
+    port = free_port_block(4)
+    with tempfile.TemporaryDirectory() as data:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ordo", "dev", "--shards", "3", "--shards-per-process", "3",
+             "--data", data, "--port", str(port)],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )
+        try:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().strip() == f"ordo ready: 127.0.0.1:{port}"
+            a = ("--address", f"127.0.0.1:{port}")
+            # Keys on three shards, in one transaction.
+            txn = {"when": [], "otherwise": [],
+                   "then": [{"op": "put", "key": f"k{{{i}}}", "value": i} for i in range(12)]}
+            assert json.loads(ordo_cli("txn", *a, json.dumps(txn)).stdout)["succeeded"]
+            status = ordo_cli("status", *a).stdout.splitlines()
+            assert len(status) == 2 + 3 and "down" not in "".join(status)
+            children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
+                                      text=True).stdout.split()
+            assert len(children) == 2, "a coordinator and one shard process"
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=30) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert sorted(os.listdir(data)) == ["coordinator", "shard-0", "shard-1", "shard-2"]
+
+
+def test_shard_refuses_a_bad_host_spec() -> None:
+    base = ["shard", "--id", "0", "--peer", "127.0.0.1:1", "--peer", "127.0.0.1:2"]
+    for spec in ("1", "x=dir", "1=", "0=dir", "5=dir"):
+        out = ordo_cli(*base, "--host", spec, check=False)
+        assert out.returncode == 2 and "--host" in out.stderr, (spec, out.stderr)
+
+
 def test_a_bad_request_prints_a_clear_error(cluster: Cluster) -> None:
     bad = ordo_cli("put", "--address", cluster.address, "", "v", check=False)
     assert bad.returncode == 1

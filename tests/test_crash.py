@@ -13,6 +13,7 @@ import random
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 import pytest
 
 import ordo
-from tests.conftest import Cluster
+from tests.conftest import Cluster, free_port_block
 from tests.test_cluster import _keys_on_distinct_shards
 
 pytestmark = pytest.mark.cluster
@@ -180,6 +181,41 @@ async def test_random_kills_keep_every_promise(fresh_cluster: Cluster) -> None:
         raise AssertionError(f"seed {seed}, schedule {schedule}: {error}") from error
     fresh_cluster.stop()
     _verify_all(fresh_cluster)
+
+
+async def test_random_kills_of_colocated_shards_keep_every_promise() -> None:
+    """Three shards hosted by one process (reading each other's inputs
+    directly): kill -9 of that process or of the coordinator, at random,
+    loses and repeats nothing, and every shard still replays to its digest."""
+    seed = _seed()
+    rng = random.Random(seed)
+    print(f"colocated crash schedule seed {seed} (rerun with ORDO_CRASH_SEED={seed})")
+    schedule = [(rng.uniform(0.3, 1.2), rng.randrange(2), rng.uniform(0.1, 0.8))
+                for _ in range(4)]
+    with tempfile.TemporaryDirectory(prefix="ordo-test-") as data:
+        cluster = Cluster(shards=3, data=data, port=free_port_block(4), shards_per_process=3)
+        cluster.start()
+        try:
+            assert len(cluster.procs) == 2, "a coordinator and one process for three shards"
+
+            async def faults(deadline: float) -> None:
+                for before_s, victim, down_s in schedule:
+                    await asyncio.sleep(before_s)
+                    cluster.kill(victim, signal.SIGKILL)
+                    await asyncio.sleep(down_s)
+                    cluster.revive(victim)
+
+            try:
+                ledger = await _run_with_faults(cluster, seed, faults, seconds=10)
+                assert ledger.ops_ok > 100, "the workload made progress"
+                await _final_check(cluster, ledger)
+            except AssertionError as error:
+                raise AssertionError(f"seed {seed}, schedule {schedule}: {error}\n"
+                                     f"{cluster.logs()}") from error
+        finally:
+            codes = cluster.stop()
+        assert codes == [0, 0], f"clean stops, got {codes}:\n{cluster.logs()}"
+        _verify_all(cluster)
 
 
 async def test_power_loss_of_every_process_keeps_every_promise(fresh_cluster: Cluster) -> None:
