@@ -466,8 +466,14 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
                 self.disk, self._newest_before, cutoff_ms))
         # Peers read our state as of positions above their own applied one
         # (ReadAt); keep it for the slowest of them.
-        for peer in self.peers.values():
-            async with self.transport.channel(peer.address) as ch:
+        for peer_id, address in enumerate(self.config.peers):
+            if peer_id == self.id:
+                continue
+            neighbour = self.neighbours.get(peer_id)
+            if neighbour is not None:
+                target = min(target, neighbour.durable.position)
+                continue
+            async with self.transport.channel(address) as ch:
                 reply = await shard_pb2_grpc.ShardServiceStub(ch).ShardStatus(
                     spb.ShardStatusRequest(), timeout=2.0
                 )

@@ -155,13 +155,16 @@ def fresh_cluster() -> Iterator[Cluster]:
             c.stop(signal.SIGKILL)
 
 
-@pytest.fixture
-def compacting_cluster() -> Iterator[Cluster]:
-    """A cluster that keeps only the last 20 positions of history and compacts often."""
+@pytest.fixture(params=[1, 3], ids=["process-per-shard", "three-in-one-process"])
+def compacting_cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    """A cluster that keeps only the last 20 positions of history and compacts
+    often: a process per shard, and three shards in one process (whose
+    compaction asks its neighbours directly)."""
     with tempfile.TemporaryDirectory(prefix="ordo-test-") as data:
         c = Cluster(shards=3, data=data, port=free_port_block(4),
                     extra=["--retain-positions", "20", "--retain-seconds", "0",
-                           "--compact-interval-s", "0.3"])
+                           "--compact-interval-s", "0.3"],
+                    shards_per_process=request.param)
         c.start()
         try:
             yield c
