@@ -157,28 +157,35 @@ def _seed() -> int:
     return int(os.environ.get("ORDO_CRASH_SEED", random.randrange(1 << 30)))
 
 
-async def test_random_kills_keep_every_promise(fresh_cluster: Cluster) -> None:
+async def _random_kills(cluster: Cluster, kills: int, seconds: float) -> None:
+    """kill -9 of random processes (revived after a random pause) under the
+    workload; then every promise holds. A failure names its seed."""
     seed = _seed()
     rng = random.Random(seed)
     print(f"crash schedule seed {seed} (rerun with ORDO_CRASH_SEED={seed})")
     schedule: list[tuple[float, int, float]] = [
-        (rng.uniform(0.3, 1.2), rng.randrange(fresh_cluster.shards + 1), rng.uniform(0.1, 0.8))
-        for _ in range(5)
+        (rng.uniform(0.3, 1.2), rng.randrange(len(cluster.procs)), rng.uniform(0.1, 0.8))
+        for _ in range(kills)
     ]
 
     async def faults(deadline: float) -> None:
         for before_s, victim, down_s in schedule:
             await asyncio.sleep(before_s)
-            fresh_cluster.kill(victim, signal.SIGKILL)
+            cluster.kill(victim, signal.SIGKILL)
             await asyncio.sleep(down_s)
-            fresh_cluster.revive(victim)
+            cluster.revive(victim)
 
     try:
-        ledger = await _run_with_faults(fresh_cluster, seed, faults, seconds=12)
+        ledger = await _run_with_faults(cluster, seed, faults, seconds=seconds)
         assert ledger.ops_ok > 100, "the workload made progress"
-        await _final_check(fresh_cluster, ledger)
+        await _final_check(cluster, ledger)
     except AssertionError as error:
-        raise AssertionError(f"seed {seed}, schedule {schedule}: {error}") from error
+        raise AssertionError(f"seed {seed}, schedule {schedule}: {error}\n"
+                             f"{cluster.logs()}") from error
+
+
+async def test_random_kills_keep_every_promise(fresh_cluster: Cluster) -> None:
+    await _random_kills(fresh_cluster, kills=5, seconds=12)
     fresh_cluster.stop()
     _verify_all(fresh_cluster)
 
@@ -187,31 +194,12 @@ async def test_random_kills_of_colocated_shards_keep_every_promise() -> None:
     """Three shards hosted by one process (reading each other's inputs
     directly): kill -9 of that process or of the coordinator, at random,
     loses and repeats nothing, and every shard still replays to its digest."""
-    seed = _seed()
-    rng = random.Random(seed)
-    print(f"colocated crash schedule seed {seed} (rerun with ORDO_CRASH_SEED={seed})")
-    schedule = [(rng.uniform(0.3, 1.2), rng.randrange(2), rng.uniform(0.1, 0.8))
-                for _ in range(4)]
     with tempfile.TemporaryDirectory(prefix="ordo-test-") as data:
         cluster = Cluster(shards=3, data=data, port=free_port_block(4), shards_per_process=3)
         cluster.start()
         try:
             assert len(cluster.procs) == 2, "a coordinator and one process for three shards"
-
-            async def faults(deadline: float) -> None:
-                for before_s, victim, down_s in schedule:
-                    await asyncio.sleep(before_s)
-                    cluster.kill(victim, signal.SIGKILL)
-                    await asyncio.sleep(down_s)
-                    cluster.revive(victim)
-
-            try:
-                ledger = await _run_with_faults(cluster, seed, faults, seconds=10)
-                assert ledger.ops_ok > 100, "the workload made progress"
-                await _final_check(cluster, ledger)
-            except AssertionError as error:
-                raise AssertionError(f"seed {seed}, schedule {schedule}: {error}\n"
-                                     f"{cluster.logs()}") from error
+            await _random_kills(cluster, kills=4, seconds=10)
         finally:
             codes = cluster.stop()
         assert codes == [0, 0], f"clean stops, got {codes}:\n{cluster.logs()}"
