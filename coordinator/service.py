@@ -440,12 +440,22 @@ class Coordinator(
         inflight: set[asyncio.Task[None]] = set()
 
         async def one(item: cpb.TaggedSubmit, timeout_s: float) -> None:
+            # Every submit is answered, whatever fails: an unanswered one
+            # would hold its slot and keep the stream open for good.
             try:
                 outcome: cpb.SubmitResponse | errors.OrdoError = await self._submit_again(
                     item.request, timeout_s
                 )
             except errors.OrdoError as error:
                 outcome = error
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # the stream is ending: nobody to answer
+                outcome = errors.Unavailable("the submit's wait was cancelled; retry it")
+            except Exception as error:
+                log.exception("submit %s failed", item.request.request_id[:64])
+                outcome = errors.Internal(f"submit failed: {type(error).__name__}")
             stream.answer(item.tag, outcome)
 
         def start(item: cpb.TaggedSubmit) -> None:

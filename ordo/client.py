@@ -260,7 +260,8 @@ class _SharedTail:
     A read joins the next call to go out, never one already sent, so the tail
     it gets was read after the read began and covers every write acknowledged
     before then. One call is in flight at a time; reads that arrive meanwhile
-    share the one after it.
+    share the one after it. The call itself runs with the client's timeout;
+    each read waits at most its own.
     """
 
     def __init__(self, fetch: Callable[[], Awaitable[int]]) -> None:
@@ -376,12 +377,12 @@ class AsyncClient:
         return self._transport.channel(address)
 
     async def close(self) -> None:
-        for get_pipe in self._get_pipes.values():
+        pipes, self._get_pipes = self._get_pipes, {}
+        for get_pipe in pipes.values():
             await get_pipe.close()
         for ch in self._shard_channels:
             await ch.close()
         self._shard_channels, self._shards, self._shard_map = [], [], None
-        self._get_pipes = {}
         if self._pipe is not None:
             await self._pipe.close()
             self._pipe = None

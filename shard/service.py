@@ -591,6 +591,9 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
                 outcome: spb.GetResponse | errors.OrdoError = self._get(request)
             except errors.OrdoError as error:
                 outcome = error
+            except Exception as error:  # every read is answered (see Multiplexed)
+                log.exception("shard %d: a read failed", self.id)
+                outcome = errors.Internal(f"read failed: {type(error).__name__}")
             stream.answer(tag, outcome)
 
         def start(item: spb.TaggedGet) -> None:
@@ -698,7 +701,9 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
         loop = asyncio.get_running_loop()
         out: asyncio.Future[Inputs] = loop.create_future()
 
-        def read(_: object = None) -> None:
+        def read(applied: asyncio.Future[None] | None = None) -> None:
+            if applied is not None and applied.cancelled():
+                return
             if not out.done():
                 out.set_result({key: self.store.read_before(key, position) for key in keys})
 
@@ -1069,5 +1074,14 @@ class ShardGroup:
             await shard.start()
 
     async def stop(self) -> None:
+        # First let every shard receive what the furthest one has, so that
+        # none drains entries that wait on inputs a neighbour never gets.
+        target = max(shard.received for shard in self.shards)
+        try:
+            await asyncio.wait_for(asyncio.gather(
+                *(shard.received_watch.wait(target, None) for shard in self.shards)
+            ), DRAIN_TIMEOUT_S / 2)
+        except TimeoutError:
+            log.warning("hosted shards stop without having received up to %d", target)
         # Together: a draining shard may still need its neighbours' inputs.
         await asyncio.gather(*(shard.stop() for shard in self.shards))

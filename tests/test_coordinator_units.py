@@ -63,3 +63,25 @@ async def test_past_the_deadline_the_answer_carries_the_position() -> None:
     error = answers[0]
     assert isinstance(error, errors.DeadlineExceeded)
     assert 7 not in coordinator.pending, "nobody waits for it any more"
+
+
+async def test_a_repeated_submit_that_fails_unexpectedly_is_still_answered() -> None:
+    """The slow path (a request id seen before) fails with an error that is
+    not an OrdoError: the submit is answered INTERNAL, and the stream still
+    ends once the client is done, instead of holding the slot for good."""
+
+    async def fails(request: cpb.SubmitRequest, timeout_s: float) -> cpb.SubmitResponse:
+        raise OSError("disk gone")
+
+    coordinator = SimpleNamespace(_submit_fast=lambda request, timeout_s, answer: False,
+                                  _submit_again=fails)
+
+    async def requests():  # type: ignore[no-untyped-def]
+        yield cpb.SubmitStreamRequest(submits=[cpb.TaggedSubmit(tag=9)])
+
+    replies = []
+    stream = Coordinator.SubmitStream(coordinator, requests(), None)  # type: ignore[arg-type]
+    async for message in stream:
+        replies.extend(message.replies)
+    assert [r.tag for r in replies] == [9]
+    assert errors.from_status_bytes(replies[0].error).code.name == "INTERNAL"
