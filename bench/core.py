@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import Any
 
 import ordo
-from bench.systems import proc_table, process_ticks
+from bench.systems import proc_table, process_ticks, shard_roles
 from ordo.cli import dev_commands, wait_serving
 
 HOST = "127.0.0.1"
@@ -134,10 +134,7 @@ class Cluster:
         per = max(1, self.shards_per_process)
         cmds = dev_commands(self.shards, self.data, HOST, self.port, shards_per_process=per)
         cmds = [cmds[0] + self.coordinator_args] + [c + self.shard_args for c in cmds[1:]]
-        self.roles = ["coordinator"] + [
-            f"shard-{i}" if min(self.shards, i + per) == i + 1
-            else f"shards-{i}-{min(self.shards, i + per) - 1}"
-            for i in range(0, self.shards, per)]
+        self.roles = ["coordinator"] + shard_roles(self.shards, per)
         # Services read ORDO_* settings from the environment: keep the
         # caller's out, so every run measures the same configuration.
         env = {k: v for k, v in os.environ.items() if not k.startswith("ORDO_")}

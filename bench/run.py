@@ -323,8 +323,8 @@ def plans_for(workload: str, args: argparse.Namespace) -> list[Plan]:
     c = args.concurrency
     if "ordo" in args.system_list:
         for s, per in args.shard_counts:
-            label = f"ordo-{s}" if per == 1 else f"ordo-{s}x{s // per}"
-            out.append(Plan(workload, label, lambda s=s, per=per: OrdoTarget(args, s, per), c))
+            out.append(Plan(workload, systems.ordo_label(s, per),
+                            lambda s=s, per=per: OrdoTarget(args, s, per), c))
     if "etcd" in args.system_list:
         out.append(Plan(workload, "etcd", lambda: EtcdTarget(args), c))
     if "postgres" in args.system_list:

@@ -349,6 +349,18 @@ def _deadline_left(deadline: float) -> float:
 # -------------------------------------------------------------------- ordo
 
 
+def ordo_label(shards: int, per_process: int = 1) -> str:
+    """``ordo-3``: a process per shard; ``ordo-3x1``: three shards in one process."""
+    return f"ordo-{shards}" if per_process == 1 else f"ordo-{shards}x{shards // per_process}"
+
+
+def shard_roles(shards: int, per_process: int = 1) -> list[str]:
+    """The role of each shard process, in the order ``dev_commands`` starts them."""
+    per = max(1, per_process)
+    return [f"shard-{i}" if min(shards, i + per) == i + 1
+            else f"shards-{i}-{min(shards, i + per) - 1}" for i in range(0, shards, per)]
+
+
 class OrdoTarget(Target):
     system = "ordo"
     profile_ok = True
@@ -357,7 +369,7 @@ class OrdoTarget(Target):
         super().__init__(args)
         self.shards = shards
         self.per_process = per_process
-        self.label = f"ordo-{shards}" if per_process == 1 else f"ordo-{shards}x{shards // per_process}"
+        self.label = ordo_label(shards, per_process)
         self.ports = shards + 1
         self.writers: list[ordo.AsyncClient] = []
         self.readers: list[ordo.AsyncClient] = []
@@ -376,9 +388,7 @@ class OrdoTarget(Target):
         per = self.per_process
         cmds = dev_commands(self.shards, data, HOST, port, shards_per_process=per)
         env = {k: v for k, v in os.environ.items() if not k.startswith("ORDO_")}
-        roles = ["coordinator"] + [
-            f"shard-{i}" if per == 1 else f"shards-{i}-{i + per - 1}"
-            for i in range(0, self.shards, per)]
+        roles = ["coordinator"] + shard_roles(self.shards, per)
         for role, cmd in zip(roles, cmds, strict=True):
             servers.spawn(role, cmd, env=env)
         self.address = f"{HOST}:{port}"

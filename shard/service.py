@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import itertools
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -583,8 +582,7 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
         stream = rpc.Multiplexed(spb.TaggedGetReply, spb.GetStreamResponse,
                                  L.STREAM_GETS_INFLIGHT_MAX, "reads")
         loop = asyncio.get_running_loop()
-        parked: dict[int, tuple[asyncio.Future[None], asyncio.TimerHandle]] = {}
-        serial = itertools.count()
+        parked: dict[asyncio.Future[None], asyncio.TimerHandle] = {}
 
         def answer(tag: int, request: spb.GetRequest) -> None:
             try:
@@ -605,12 +603,11 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
                 return
             timeout_s = rpc.budget_s(item.timeout_ms / 1000 if item.timeout_ms else DEFAULT_WAIT_S)
             future = self.applied.future(target)
-            key = next(serial)
 
             def expire() -> None:
                 if future.done():
                     return  # applied in this same loop pass: on_applied answers
-                parked.pop(key, None)
+                parked.pop(future, None)
                 self.applied.drop(future)  # on_applied sees it cancelled
                 stream.answer(item.tag, errors.DeadlineExceeded(
                     f"shard {self.id} reached position {self.applied.position}, not {target}",
@@ -620,7 +617,7 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
             def on_applied(done: asyncio.Future[None]) -> None:
                 if done.cancelled():
                     return
-                parked.pop(key, None)
+                parked.pop(future, None)
                 timer.cancel()
                 error = done.exception()
                 if error is None:
@@ -630,14 +627,14 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
                                   else errors.Unavailable(f"shard {self.id}: {error}"))
 
             timer = loop.call_later(timeout_s, expire)
-            parked[key] = (future, timer)
+            parked[future] = timer
             future.add_done_callback(on_applied)
 
         try:
             async for message in stream.serve(request_iterator, lambda m: m.gets, start):
                 yield message
         finally:
-            for future, timer in parked.values():
+            for future, timer in list(parked.items()):
                 timer.cancel()
                 self.applied.drop(future)
 
