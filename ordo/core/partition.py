@@ -8,6 +8,7 @@ BLAKE2b, never Python's ``hash()``, whose value changes per process.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 
@@ -31,6 +32,17 @@ def _slot(data: bytes) -> int:
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
 
 
+# Every transaction routes its keys several times on its way (edge, planning,
+# applying); a bounded memo of the pure key -> shard function saves rehashing.
+ROUTE_CACHE_KEYS = 1 << 16
+
+
+@functools.lru_cache(maxsize=ROUTE_CACHE_KEYS)
+def _route(key: bytes, shard_count: int) -> int:
+    tag = hash_tag(key)
+    return _slot(key if tag is None else tag) % shard_count
+
+
 @dataclass(frozen=True, slots=True)
 class ShardMap:
     shard_count: int
@@ -43,8 +55,7 @@ class ShardMap:
     def shard_for_key(self, key: bytes) -> int:
         if self.shard_count == 1:
             return 0
-        tag = hash_tag(key)
-        return _slot(key if tag is None else tag) % self.shard_count
+        return _route(key, self.shard_count)
 
     def shard_for_prefix(self, prefix: bytes) -> int | None:
         """The one shard that holds every key with ``prefix``, if there is one.
