@@ -38,7 +38,7 @@ from typing import Any
 import grpc
 
 from coordinator.seqlog import LevelDBSequencerLog, SequencerLog
-from ordo import errors, metrics, rpc, serve, wire
+from ordo import bus, errors, metrics, rpc, serve, wire
 from ordo.core import limits as L
 from ordo.core.partition import PARTITIONER, ShardMap
 from ordo.core.txn import Txn, TxnResult, decided_by_log
@@ -82,6 +82,8 @@ class CoordinatorConfig:
     tokens: dict[str, str] | None = None
     token: str | None = None
     insecure_listen_any: bool = False
+    # Non-zero: internal streams on the bus, at the port plus this offset.
+    bus_port_offset: int = 0
     # A deliberate bug, for proving that the fault runner's checkers bite:
     # "ack-before-fsync" hands out positions before the batch is written
     # and writes it 300 ms later, so a kill in between loses acknowledged
@@ -129,7 +131,7 @@ class Coordinator(
         self.recent: collections.deque[tuple[int, pb.LogBatch, bytes]] = collections.deque(
             maxlen=RECENT_BATCHES_MAX
         )
-        self.transport = rpc.Transport(config.tls, config.token)
+        self.transport = rpc.Transport(config.tls, config.token, config.bus_port_offset)
         self.channels = [self.transport.channel(address) for address in config.shards]
         self.shard_stubs = [shard_pb2_grpc.ShardServiceStub(ch) for ch in self.channels]
         self.server = rpc.Server(
@@ -138,6 +140,14 @@ class Coordinator(
         )
         coordinator_pb2_grpc.add_CoordinatorServiceServicer_to_server(self, self.server.server)
         coordinator_pb2_grpc.add_SequencerServiceServicer_to_server(self, self.server.server)
+        self.bus: bus.Server | None = None
+        if config.bus_port_offset:
+            self.bus = bus.Server(
+                bus.address(config.listen, config.bus_port_offset),
+                {"/ordo.v1.SequencerService/ReadLog":
+                    bus.Method(cpb.ReadLogRequest.FromString, self.ReadLog)},
+                config.tls, config.tokens, config.insecure_listen_any,
+            )
         self.tasks: list[asyncio.Task[None]] = []
         self.background: set[asyncio.Future[None]] = set()
         self.sequenced = self.tail.position  # the last position handed to a batch
@@ -155,6 +165,8 @@ class Coordinator(
         await self._init_shard_map()
         self.sequenced = self.tail.position
         await self.server.start()
+        if self.bus is not None:
+            await self.bus.start()
         self.tasks.append(serve.critical_task(self._sequence_loop(), "sequencer"))
         start = self.tail.position + 1
         for shard in range(self.shard_map.shard_count):
@@ -191,6 +203,8 @@ class Coordinator(
         while (self.queue or self.inflight) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         await self.server.stop(1.0)
+        if self.bus is not None:
+            await self.bus.stop()
         for task in self.tasks:
             task.cancel()
         for task in self.tasks:
@@ -315,10 +329,19 @@ class Coordinator(
         next_position = start
         backoff_s = 0.05
         while True:
+            stream: Any = None
             try:
-                stream = self.shard_stubs[shard].StreamResults(
-                    spb.StreamResultsRequest(from_position=next_position, undecided_only=True)
+                request = spb.StreamResultsRequest(
+                    from_position=next_position, undecided_only=True
                 )
+                if self.transport.bus_port_offset:
+                    stream = await bus.open_stream(
+                        self.transport, self.config.shards[shard],
+                        "/ordo.v1.ShardService/StreamResults",
+                        spb.StreamResultsResponse.FromString, request,
+                    )
+                else:
+                    stream = self.shard_stubs[shard].StreamResults(request)
                 async for message in stream:
                     backoff_s = 0.05
                     for result in message.results:
@@ -332,12 +355,16 @@ class Coordinator(
                     self.lowest_applied[shard] = max(
                         self.lowest_applied[shard], message.applied_position
                     )
-            except grpc.aio.AioRpcError as error:
-                log.debug("results stream from shard %d broke: %s", shard, error.code().name)
-                if error.code() == grpc.StatusCode.OUT_OF_RANGE:
+            except (grpc.aio.AioRpcError, errors.OrdoError) as error:
+                code = error.code() if isinstance(error, grpc.aio.AioRpcError) else error.code
+                log.debug("results stream from shard %d broke: %s", shard, code.name)
+                if code == grpc.StatusCode.OUT_OF_RANGE:
                     # Older results are gone; pending waiters fall back to
                     # GetShardResult, which says so.
                     next_position = max(next_position, self.tail.position + 1)
+            finally:
+                if stream is not None:
+                    stream.cancel()
             self.shard_applied[shard] = None
             await asyncio.sleep(backoff_s)
             backoff_s = min(1.0, backoff_s * 2)

@@ -7,6 +7,7 @@ import base64
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -25,7 +26,8 @@ def _security(values: dict[str, Any]) -> dict[str, Any]:
         tls = TLSConfig(ca=values["tls_ca"], cert=values["tls_cert"], key=values["tls_key"],
                         client_auth=bool(values["tls_client_auth"]))
     return {"tls": tls, "tokens": load_tokens(values["tokens_file"]),
-            "token": values["token"], "insecure_listen_any": bool(values["insecure_listen_any"])}
+            "token": values["token"], "insecure_listen_any": bool(values["insecure_listen_any"]),
+            "bus_port_offset": int(values["bus_port_offset"])}
 
 
 def _start_common(values: dict[str, Any], role: str) -> None:
@@ -114,15 +116,20 @@ def _set_pdeathsig() -> None:
 
 def dev_commands(
     shards: int, data: str, host: str, port: int, extra: list[str] | None = None,
-    shards_per_process: int = 1,
+    shards_per_process: int = 1, bus_port_offset: int | None = None,
 ) -> list[list[str]]:
     """The command lines of a local cluster: a coordinator and N shards.
 
-    ``extra`` flags go to every service (retention settings, say). With
+    The coordinator serves gRPC on ``port`` and shard i on ``port + 1 + i``;
+    the internal streams go over the bus, ``bus_port_offset`` above each
+    (by default the next N + 1 ports; 0 keeps them on gRPC). ``extra``
+    flags go to every service (retention settings, say). With
     ``shards_per_process`` above 1, each shard process hosts that many
     consecutive shards (the first one's command line names the others).
     """
-    extra = extra or []
+    if bus_port_offset is None:
+        bus_port_offset = dev_bus_port_offset(shards)
+    extra = ["--bus-port-offset", str(bus_port_offset)] + (extra or [])
     exe = [sys.executable, "-m", "ordo"]
     coordinator = f"{host}:{port}"
     peers = [f"{host}:{port + 1 + i}" for i in range(shards)]
@@ -138,6 +145,21 @@ def dev_commands(
                            "--coordinator", coordinator]
                     + [a for p in peers for a in ("--peer", p)] + hosted + extra)
     return cmds
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether ``port`` can be listened on right now."""
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def dev_bus_port_offset(shards: int) -> int:
+    """The bus port offset of a local cluster: its gRPC ports, then as many bus ports."""
+    return shards + 1
 
 
 def wait_serving(addresses: list[str], timeout_s: float, tls: Any = None) -> bool:
@@ -197,7 +219,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
         print("ordo dev: --shards-per-process is 1 or more", file=sys.stderr)
         return 2
     cmds = dev_commands(args.shards, args.data, args.host, args.port, extra,
-                        args.shards_per_process)
+                        args.shards_per_process, args.bus_port_offset)
     procs = [subprocess.Popen(c, preexec_fn=_set_pdeathsig) for c in cmds]
     stopping = False
 
@@ -431,6 +453,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="generate a throwaway CA and certificates; mutual TLS on every link")
     p.add_argument("--auth", action="store_true",
                    help="generate read, write and admin tokens; every call needs one")
+    p.add_argument("--bus-port-offset", type=int, default=None,
+                   help="the internal streams go over the bus, at each service's port plus "
+                        "this offset (default: the next SHARDS+1 ports; 0: over gRPC)")
     p.set_defaults(func=cmd_dev)
 
     def client_parser(name: str, help_text: str) -> argparse.ArgumentParser:

@@ -32,7 +32,7 @@ from google.protobuf import duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 ERROR_DOMAIN = "ordo.dev"
-_DETAILS_KEY = "grpc-status-details-bin"
+DETAILS_KEY = "grpc-status-details-bin"
 
 
 class OrdoError(Exception):
@@ -165,7 +165,7 @@ def to_rpc_status(error: OrdoError) -> status_pb2.Status:
 
 
 def to_grpc_metadata(error: OrdoError) -> tuple[tuple[str, bytes], ...]:
-    return ((_DETAILS_KEY, to_rpc_status(error).SerializeToString()),)
+    return ((DETAILS_KEY, to_rpc_status(error).SerializeToString()),)
 
 
 def from_rpc_error(error: grpc.RpcError) -> OrdoError:
@@ -174,7 +174,7 @@ def from_rpc_error(error: grpc.RpcError) -> OrdoError:
     message = error.details() or code.name  # type: ignore[attr-defined]
     status = None
     for key, value in error.trailing_metadata() or ():  # type: ignore[attr-defined]
-        if key == _DETAILS_KEY:
+        if key == DETAILS_KEY:
             status = status_pb2.Status.FromString(value)
     return _from_status(code, message, status)
 

@@ -251,6 +251,9 @@ class Transport:
 
     tls: TLSConfig | None = None
     token: str | None = None
+    # Non-zero: the internal streams go over the bus (see ordo.bus), at the
+    # gRPC port plus this offset.
+    bus_port_offset: int = 0
 
     def channel(self, address: str) -> grpc.aio.Channel:
         interceptors = security.token_interceptors(self.token)

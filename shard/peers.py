@@ -1,6 +1,7 @@
 """Pulling the inputs of multi-shard transactions from their owner shards.
 
-One long-lived ``ReadAt`` stream per peer. The reads of a whole batch of log
+One long-lived ``ReadAt`` stream per peer (on the bus, see ``ordo.bus``, or
+on gRPC with ``bus_port_offset`` 0). The reads of a whole batch of log
 entries go out in one message as soon as the entries arrive, without waiting
 for the answers; the owner answers each read once its earlier writers of the
 keys are applied, several answers per message, matched here by position. If
@@ -16,7 +17,7 @@ from typing import Any
 
 import grpc
 
-from ordo import rpc, wire
+from ordo import bus, errors, rpc, wire
 from ordo.core import limits as L
 from ordo.core.txn import Versioned
 from ordo.v1 import shard_pb2 as spb
@@ -65,17 +66,24 @@ class PeerReader:
         while not self._closed:
             channel = self.transport.channel(self.address)
             try:
-                await self._session(channel)
-            except (grpc.aio.AioRpcError, ConnectionError) as error:
+                call: Any
+                if self.transport.bus_port_offset:
+                    call = await bus.open_stream(
+                        self.transport, self.address, "/ordo.v1.ShardService/ReadAt",
+                        spb.ReadAtResponse.FromString,
+                    )
+                else:
+                    call = shard_pb2_grpc.ShardServiceStub(channel).ReadAt()
+                await self._session(call)
+            except (grpc.aio.AioRpcError, errors.OrdoError, ConnectionError) as error:
                 log.info("peer %s stream broke: %s", self.shard, _brief(error))
             finally:
                 await channel.close()
             await asyncio.sleep(backoff_s)
             backoff_s = min(1.0, backoff_s * 2)
 
-    async def _session(self, channel: grpc.aio.Channel) -> None:
-        stub = shard_pb2_grpc.ShardServiceStub(channel)
-        call = stub.ReadAt()
+    async def _session(self, call: Any) -> None:
+        """Read through ``call`` (a grpc.aio ReadAt call or a bus call) until it breaks."""
         # Resend what is unanswered, then whatever arrives.
         self._unsent = [query for query, _ in self._pending.values()]
         self._wake.set()
@@ -143,4 +151,6 @@ def _versioned(msg: object) -> Versioned | None:
 def _brief(error: BaseException) -> str:
     if isinstance(error, grpc.aio.AioRpcError):
         return f"{error.code().name}: {error.details()}"
+    if isinstance(error, errors.OrdoError):
+        return f"{error.code.name}: {error.message}"
     return str(error)

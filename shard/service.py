@@ -24,10 +24,11 @@ import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import grpc
 
-from ordo import errors, metrics, rpc, serve, wire
+from ordo import bus, errors, metrics, rpc, serve, wire
 from ordo.core import limits as L
 from ordo.core import values as V
 from ordo.core.apply import Applied, PendingWriters, ShardApplier
@@ -77,6 +78,8 @@ class ShardConfig:
     tokens: dict[str, str] | None = None
     token: str | None = None
     insecure_listen_any: bool = False
+    # Non-zero: internal streams on the bus, at the port plus this offset.
+    bus_port_offset: int = 0
     # Deliberate bugs, for proving that the fault runner's checkers bite:
     # "skip-writes" drops the writes of one transaction on this shard;
     # "stale-read" serves reads without waiting for min_position.
@@ -131,10 +134,22 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
         # Peer shards hosted in this process (see ShardGroup): read directly.
         self.neighbours: dict[int, Shard] = {}
         self.listeners: set[asyncio.Queue[_Flushed | None]] = set()
-        self.transport = rpc.Transport(config.tls, config.token)
+        self.transport = rpc.Transport(config.tls, config.token, config.bus_port_offset)
         self.server = rpc.Server(config.listen, ["ordo.v1.ShardService"], config.tls,
                                  config.tokens, config.insecure_listen_any)
         shard_pb2_grpc.add_ShardServiceServicer_to_server(self, self.server.server)
+        self.bus: bus.Server | None = None
+        if config.bus_port_offset:
+            self.bus = bus.Server(
+                bus.address(config.listen, config.bus_port_offset),
+                {
+                    "/ordo.v1.ShardService/ReadAt":
+                        bus.Method(spb.ReadAtRequest.FromString, self.ReadAt, client_streams=True),
+                    "/ordo.v1.ShardService/StreamResults":
+                        bus.Method(spb.StreamResultsRequest.FromString, self.StreamResults),
+                },
+                config.tls, config.tokens, config.insecure_listen_any,
+            )
         self.pull_task: asyncio.Task[None] | None = None
         self.tasks: list[asyncio.Task[None]] = []
         self.idle = asyncio.Event()  # set while everything received is flushed
@@ -159,6 +174,8 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
 
     async def start(self) -> None:
         await self.server.start()
+        if self.bus is not None:
+            await self.bus.start()
         for peer_id, address in enumerate(self.config.peers):
             if peer_id == self.id:
                 continue
@@ -189,6 +206,8 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
             log.warning("shard %d: stopping with %d entries unapplied (they replay on restart)",
                         self.id, self.queue.qsize())
         await self.server.stop(1.0)
+        if self.bus is not None:
+            await self.bus.stop()
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
@@ -224,17 +243,29 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
         backoff_s = 0.05
         while True:
             channel = self.transport.channel(self.config.coordinator)
+            stream: Any = None
             try:
-                stub = coordinator_pb2_grpc.SequencerServiceStub(channel)
-                stream = stub.ReadLog(
-                    cpb.ReadLogRequest(from_position=self.received + 1, reader=f"shard-{self.id}")
+                request = cpb.ReadLogRequest(
+                    from_position=self.received + 1, reader=f"shard-{self.id}"
                 )
+                if self.transport.bus_port_offset:
+                    stream = await bus.open_stream(
+                        self.transport, self.config.coordinator,
+                        "/ordo.v1.SequencerService/ReadLog", cpb.ReadLogResponse.FromString,
+                        request,
+                    )
+                else:
+                    stream = coordinator_pb2_grpc.SequencerServiceStub(channel).ReadLog(request)
                 async for msg in stream:
                     backoff_s = 0.05
                     await self._receive(msg.batch.entries)
             except grpc.aio.AioRpcError as error:
                 log.info("log stream broke: %s", error.code().name)
+            except errors.OrdoError as error:
+                log.info("log stream broke: %s: %s", error.code.name, error.message)
             finally:
+                if stream is not None:
+                    stream.cancel()
                 await channel.close()
             await asyncio.sleep(backoff_s)
             backoff_s = min(1.0, backoff_s * 2)

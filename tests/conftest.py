@@ -13,26 +13,19 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from ordo.cli import dev_commands, wait_serving
+from ordo.cli import dev_commands, port_free, wait_serving
 
 
 def free_port_block(count: int) -> int:
-    """A base port such that base..base+count-1 are free on 127.0.0.1 now."""
+    """A base port such that base..base+2*count-1 are free on 127.0.0.1 now:
+    ``count`` services' gRPC ports, then their bus ports (see dev_commands)."""
     for _ in range(200):
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             base = probe.getsockname()[1]
-        if base + count >= 65000:
+        if base + 2 * count >= 65000:
             continue
-        ok = True
-        for port in range(base, base + count):
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", port))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
+        if all(port_free(p) for p in range(base, base + 2 * count)):
             return base
     raise RuntimeError("no free block of ports")
 
