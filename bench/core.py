@@ -42,7 +42,6 @@ import platform
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -56,7 +55,7 @@ from typing import Any
 
 import ordo
 from bench.systems import proc_table, process_ticks, shard_roles
-from ordo.cli import dev_commands, wait_serving
+from ordo.cli import dev_commands, port_free, wait_serving
 
 HOST = "127.0.0.1"
 PUT_KEYS = 100_000
@@ -76,20 +75,11 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 # ----------------------------------------------------------------- cluster
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind((HOST, port))
-        except OSError:
-            return False
-    return True
-
-
 def free_base_port(preferred: int, count: int) -> int:
     """``preferred`` if ports preferred..preferred+count-1 are free, else the next free block."""
     base = preferred
     while base + count < 65000:
-        if all(_port_free(p) for p in range(base, base + count)):
+        if all(port_free(p, HOST) for p in range(base, base + count)):
             return base
         base += count + 1
     raise RuntimeError(f"no free block of {count} ports from {preferred}")
@@ -618,7 +608,7 @@ async def run_config(workload: str, shards: int, index: int, args: argparse.Name
         print(f"   machine before the start: {found}", flush=True)
         outcome.notes.append(f"machine before the start: {found}")
     with tempfile.TemporaryDirectory(prefix=f"ordo-bench-{label}-") as data:
-        port = free_base_port(args.base_port + 100 * index, shards + 1)
+        port = free_base_port(args.base_port + 100 * index, 2 * (shards + 1))  # gRPC, bus
         shard_args = ["--no-sync"] if args.shard_no_sync else []
         cluster = Cluster(shards, data, port, coordinator_args, shard_args)
         clients: list[ordo.AsyncClient] = []

@@ -322,9 +322,9 @@ def plans_for(workload: str, args: argparse.Namespace) -> list[Plan]:
     out: list[Plan] = []
     c = args.concurrency
     if "ordo" in args.system_list:
-        for s, per in args.shard_counts:
-            out.append(Plan(workload, systems.ordo_label(s, per),
-                            lambda s=s, per=per: OrdoTarget(args, s, per), c))
+        for s, per, bus in args.shard_counts:
+            out.append(Plan(workload, systems.ordo_label(s, per, bus),
+                            lambda s=s, per=per, bus=bus: OrdoTarget(args, s, per, bus), c))
     if "etcd" in args.system_list:
         out.append(Plan(workload, "etcd", lambda: EtcdTarget(args), c))
     if "postgres" in args.system_list:
@@ -343,13 +343,16 @@ def plans_for(workload: str, args: argparse.Namespace) -> list[Plan]:
     return out
 
 
-def _shard_spec(spec: str) -> tuple[int, int]:
-    """``N`` or ``NxP``: (shards, shards per process)."""
-    shards, _, processes = spec.strip().partition("x")
+def _shard_spec(spec: str) -> tuple[int, int, bool]:
+    """``N`` or ``NxP``, ``g`` at the end for the internal streams on gRPC
+    instead of the bus: (shards, shards per process, bus)."""
+    spec = spec.strip()
+    bus = not spec.endswith("g")
+    shards, _, processes = spec.removesuffix("g").partition("x")
     n, p = int(shards), int(processes or shards)
     if n < 1 or p < 1 or n % p:
         raise ValueError(spec)
-    return n, n // p if processes else 1
+    return n, n // p if processes else 1, bus
 
 
 def schedule(args: argparse.Namespace) -> list[tuple[int, Plan]]:
@@ -780,9 +783,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "--systems ordo is the ordo-only mode")
     p.add_argument("--workloads", default=",".join(WORKLOADS),
                    help="comma list of " + ", ".join(WORKLOADS) + " (all)")
-    p.add_argument("--shards", default="1,3,3x1",
+    p.add_argument("--shards", default="1,3,3x1,3g",
                    help="ordo shard counts, each N (a process per shard) or NxP (N shards "
-                        "hosted by P processes) (1,3,3x1)")
+                        "hosted by P processes), g at the end for the internal streams on "
+                        "gRPC instead of the bus (1,3,3x1,3g)")
     p.add_argument("--pg-variants", default="serializable,serializable-ordered,read-committed",
                    help="PostgreSQL transfer variants: serializable (debit, then credit), "
                         "serializable-ordered (the two UPDATEs in account order), "
@@ -831,7 +835,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.shard_counts = [_shard_spec(s) for s in args.shards.split(",") if s.strip()]
     except ValueError:
         p.error("--shards takes shard counts, each N (one process per shard) or NxP "
-                "(N shards in P processes, P dividing N)")
+                "(N shards in P processes, P dividing N), then g for the internal streams "
+                "on gRPC instead of the bus")
     args.pg_variant_list = [v.strip() for v in args.pg_variants.split(",") if v.strip()]
     for v in args.pg_variant_list:
         if v not in systems.PG_VARIANTS:

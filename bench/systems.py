@@ -349,9 +349,11 @@ def _deadline_left(deadline: float) -> float:
 # -------------------------------------------------------------------- ordo
 
 
-def ordo_label(shards: int, per_process: int = 1) -> str:
-    """``ordo-3``: a process per shard; ``ordo-3x1``: three shards in one process."""
-    return f"ordo-{shards}" if per_process == 1 else f"ordo-{shards}x{shards // per_process}"
+def ordo_label(shards: int, per_process: int = 1, bus: bool = True) -> str:
+    """``ordo-3``: a process per shard; ``ordo-3x1``: three shards in one process;
+    ``-grpc`` at the end: the internal streams on gRPC instead of the bus."""
+    label = f"ordo-{shards}" if per_process == 1 else f"ordo-{shards}x{shards // per_process}"
+    return label if bus else label + "-grpc"
 
 
 def shard_roles(shards: int, per_process: int = 1) -> list[str]:
@@ -365,12 +367,13 @@ class OrdoTarget(Target):
     system = "ordo"
     profile_ok = True
 
-    def __init__(self, args: Any, shards: int, per_process: int = 1) -> None:
+    def __init__(self, args: Any, shards: int, per_process: int = 1, bus: bool = True) -> None:
         super().__init__(args)
         self.shards = shards
         self.per_process = per_process
-        self.label = ordo_label(shards, per_process)
-        self.ports = shards + 1
+        self.bus = bus
+        self.label = ordo_label(shards, per_process, bus)
+        self.ports = 2 * (shards + 1)  # gRPC ports, then bus ports
         self.writers: list[ordo.AsyncClient] = []
         self.readers: list[ordo.AsyncClient] = []
         self.unknown: list[tuple[str, int, int]] = []
@@ -380,13 +383,17 @@ class OrdoTarget(Target):
         hosting = ("" if self.per_process == 1 else
                    f" in {self.shards // self.per_process} shard process(es), {self.per_process} "
                    "each (co-located shards read each other's inputs directly)")
-        return (f"{self.shards} shard(s){hosting}, default settings (the coordinator fsyncs each "
-                "sequencer batch before answering; shards fsync their applied batches)")
+        transport = ("internal streams on the bus" if self.bus else
+                     "internal streams on gRPC (--bus-port-offset 0)")
+        return (f"{self.shards} shard(s){hosting}, {transport}, default settings (the "
+                "coordinator fsyncs each sequencer batch before answering; shards fsync their "
+                "applied batches)")
 
     async def start(self, data: str, port: int) -> None:
         self.servers = servers = Servers(data)
         per = self.per_process
-        cmds = dev_commands(self.shards, data, HOST, port, shards_per_process=per)
+        cmds = dev_commands(self.shards, data, HOST, port, shards_per_process=per,
+                            bus_port_offset=None if self.bus else 0)
         env = {k: v for k, v in os.environ.items() if not k.startswith("ORDO_")}
         roles = ["coordinator"] + shard_roles(self.shards, per)
         for role, cmd in zip(roles, cmds, strict=True):

@@ -10,6 +10,10 @@ proxy for that directed link, so the nemesis can cut or slow any link:
     shard i     --coordinator <proxy si->coordinator>
                 --peer <proxy si->s0> ... --peer <own listen address> ... (in shard order)
 
+The internal streams run on ordo's bus (``--bus-port-offset 1``): every
+process and every proxy between processes listens on a pair of ports, gRPC
+on the first and the bus on the next, and a link's faults hit both.
+
 Kills and pauses are reference counted, so overlapping faults compose: a
 node is down while any kill (or power loss) holds it, paused while any pause
 holds it; a node restarted while a pause holds it is stopped again at once.
@@ -22,13 +26,13 @@ import contextlib
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ordo.cli import port_free
 from ordojepsen.proxy import HOST, ProxyNet
 
 COORDINATOR = "coordinator"
@@ -69,26 +73,30 @@ def _ephemeral_range() -> tuple[int, int]:
         return 32768, 60999
 
 
-def free_listen_ports(count: int) -> list[int]:
+BUS_PORT_OFFSET = 1  # each process's bus port: its gRPC port + 1
+
+
+def free_listen_ports(count: int, span: int = 1 + BUS_PORT_OFFSET) -> list[int]:
     """Ports outside the ephemeral range (so an outgoing connection can never
-    take a killed service's port before it restarts), free right now."""
+    take a killed service's port before it restarts), free right now, each
+    with the ``span - 1`` ports above it (its bus port) free as well."""
     lo, hi = _ephemeral_range()
-    candidates = (15000, lo - 1) if lo > 16000 else (hi + 1, 65000)
+    candidates = (15000, lo - span) if lo > 16000 else (hi + 1, 65000 - span)
     rng = random.Random()  # not the run's seed: parallel runs must not collide
     ports: list[int] = []
-    for _ in range(2000):
+    taken: set[int] = set()
+    for _ in range(5000):
         port = rng.randrange(*candidates)
-        if port in ports:
+        block = range(port, port + span)
+        if taken.intersection(block) or not all(port_free(p, HOST) for p in block):
             continue
-        with socket.socket() as s:
-            try:
-                s.bind((HOST, port))
-            except OSError:
-                continue
         ports.append(port)
+        taken.update(block)
         if len(ports) == count:
             return ports
     raise RuntimeError("no free ports")
+
+
 
 
 @dataclass
@@ -127,23 +135,30 @@ class Cluster:
         os.makedirs(os.path.join(root, "data"), exist_ok=True)
         os.makedirs(os.path.join(root, "logs"), exist_ok=True)
         names = [COORDINATOR] + [shard_name(i) for i in range(shards)]
-        ports = free_listen_ports(len(names))
-        listen = {n: f"{HOST}:{p}" for n, p in zip(names, ports, strict=True)}
+        internal = shards * (shards + 1)  # proxies of links between processes
+        ports = free_listen_ports(len(names) + internal)
+        listen = {n: f"{HOST}:{p}" for n, p in zip(names, ports[:len(names)], strict=True)}
         self.listen = listen
+        spare = iter(ports[len(names):])
+
+        def internal_link(name: str, target: str) -> None:
+            proxies.add(name, target, next(spare), BUS_PORT_OFFSET)
+
         # Proxies: one per directed link.
         for i in range(shards):
             s = shard_name(i)
-            proxies.add(f"{COORDINATOR}->{s}", listen[s])
-            proxies.add(f"{s}->{COORDINATOR}", listen[COORDINATOR])
+            internal_link(f"{COORDINATOR}->{s}", listen[s])
+            internal_link(f"{s}->{COORDINATOR}", listen[COORDINATOR])
             for j in range(shards):
                 if j != i:
-                    proxies.add(f"{s}->{shard_name(j)}", listen[shard_name(j)])
+                    internal_link(f"{s}->{shard_name(j)}", listen[shard_name(j)])
             proxies.add(f"{CLIENT}->{s}", listen[s])
         proxies.add(f"{CLIENT}->{COORDINATOR}", listen[COORDINATOR])
 
         exe = [python, "-m", "ordo"]
         bug_to = BUG_TARGETS.get(inject_bug, "")
-        cmd = exe + ["coordinator", "--listen", listen[COORDINATOR],
+        bus = ["--bus-port-offset", str(BUS_PORT_OFFSET)]
+        cmd = exe + ["coordinator", "--listen", listen[COORDINATOR], *bus,
                      "--data", os.path.join(root, "data", COORDINATOR), "--log-level", log_level]
         for i in range(shards):
             cmd += ["--shard", proxies.address(f"{COORDINATOR}->{shard_name(i)}")]
@@ -152,7 +167,7 @@ class Cluster:
         self._add(COORDINATOR, cmd)
         for i in range(shards):
             s = shard_name(i)
-            cmd = exe + ["shard", "--id", str(i), "--listen", listen[s],
+            cmd = exe + ["shard", "--id", str(i), "--listen", listen[s], *bus,
                          "--data", os.path.join(root, "data", s), "--log-level", log_level,
                          "--coordinator", proxies.address(f"{s}->{COORDINATOR}")]
             for j in range(shards):

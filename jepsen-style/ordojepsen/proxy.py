@@ -57,13 +57,17 @@ class _Conn:
 
 
 class Link:
-    """A listener that forwards to one target address."""
+    """A listener that forwards to one target address; with ``bus_offset``,
+    a second one, that many ports above, forwarding to the target's bus port
+    (ordo's internal streams, see ordo.bus). Faults hit both alike."""
 
-    def __init__(self, name: str, target: str) -> None:
+    def __init__(self, name: str, target: str, bus_offset: int = 0) -> None:
         self.name = name
         self.target = target
+        self.bus_offset = bus_offset
         self.port = 0
         self.server: asyncio.base_events.Server | None = None
+        self.bus_server: asyncio.base_events.Server | None = None
         self.open = asyncio.Event()
         self.open.set()
         self.delay_s = 0.0
@@ -76,12 +80,22 @@ class Link:
         return f"{HOST}:{self.port}"
 
     async def start(self, port: int = 0) -> None:
-        self.server = await asyncio.start_server(self._accept, HOST, port, reuse_address=True)
+        self.server = await asyncio.start_server(
+            lambda r, w: self._accept(r, w, self.target), HOST, port, reuse_address=True
+        )
         self.port = self.server.sockets[0].getsockname()[1]
+        if self.bus_offset:
+            host, target_port = self.target.rsplit(":", 1)
+            bus_target = f"{host}:{int(target_port) + self.bus_offset}"
+            self.bus_server = await asyncio.start_server(
+                lambda r, w: self._accept(r, w, bus_target), HOST, self.port + self.bus_offset,
+                reuse_address=True,
+            )
 
     async def stop(self) -> None:
-        if self.server is not None:
-            self.server.close()
+        for server in (self.server, self.bus_server):
+            if server is not None:
+                server.close()
         for c in list(self.conns):
             c.abort()
         self.conns.clear()
@@ -96,14 +110,16 @@ class Link:
     def heal(self) -> None:
         self.open.set()
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _accept(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, target: str
+    ) -> None:
         conn = _Conn(self, writer)
         self.conns.add(conn)
         self.accepted += 1
         try:
             # A black-holed link answers nothing: the connect hangs until healed.
             await self.open.wait()
-            host, port = self.target.rsplit(":", 1)
+            host, port = target.rsplit(":", 1)
             try:
                 up_reader, up_writer = await asyncio.wait_for(
                     asyncio.open_connection(host, int(port)), 5.0
@@ -192,12 +208,13 @@ class ProxyNet:
     def _run(self, coro: Any, timeout: float = 10.0) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
-    def add(self, name: str, target: str) -> str:
-        """Start the proxy for link ``name`` to ``target``; returns its address."""
+    def add(self, name: str, target: str, port: int = 0, bus_offset: int = 0) -> str:
+        """Start the proxy for link ``name`` to ``target`` (on ``port``, or
+        any free one); returns its address."""
 
         async def start() -> Link:
-            link = Link(name, target)
-            await link.start()
+            link = Link(name, target, bus_offset)
+            await link.start(port)
             return link
 
         link = self._run(start())
