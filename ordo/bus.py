@@ -20,7 +20,9 @@ then the payload::
     MESSAGE  a serialized request (client) or response (server)
     STATUS   server, last frame: a serialized google.rpc.Status (the error)
     PING     either side, every PING_INTERVAL_S; a side that hears nothing
-             for SILENCE_S closes the stream (a cut link, a frozen peer)
+             for SILENCE_S while it waits to read closes the stream (a cut
+             link, a frozen peer). A side that is not reading (its consumer
+             is busy) does not judge: its peer's pings wait in the socket.
 
 A stream that ends without a STATUS frame broke; the client raises
 ``Unavailable``, as for a broken gRPC stream, and callers reconnect.
@@ -53,6 +55,7 @@ HELLO_BYTES_MAX = 4096
 FRAME_BYTES_MAX = GRPC_MESSAGE_BYTES_MAX
 PING_INTERVAL_S = 5.0
 SILENCE_S = 20.0
+HANDSHAKE_S = 10.0  # to connect (and the TLS handshake), and for the hello to arrive
 WRITE_BUFFER_HIGH = 1 << 20  # bytes queued in the socket before a writer waits
 
 
@@ -94,6 +97,7 @@ class _Connection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
         self.heard = asyncio.get_running_loop().time()
+        self.reading = False  # a receive() is waiting for bytes
         self.pinger: asyncio.Task[None] | None = None
 
     def start_pings(self) -> None:
@@ -105,7 +109,7 @@ class _Connection:
             await asyncio.sleep(PING_INTERVAL_S)
             if self.writer.is_closing():
                 return
-            if loop.time() - self.heard > SILENCE_S:
+            if self.reading and loop.time() - self.heard > SILENCE_S:
                 log.info("bus peer silent for %.0f s: closing", SILENCE_S)
                 self.writer.transport.abort()
                 return
@@ -121,21 +125,30 @@ class _Connection:
     async def receive(self, limit: int | None = None) -> tuple[int, bytes] | None:
         """The next frame other than a ping; None at the end of the stream."""
         limit = FRAME_BYTES_MAX if limit is None else limit
-        while True:
-            try:
-                header = await self.reader.readexactly(_HEADER.size)
-            except (asyncio.IncompleteReadError, ConnectionError):
-                return None
-            size, kind = _HEADER.unpack(header)
-            if size < 1 or size - 1 > limit:
-                raise errors.InvalidArgument(f"bus frame of {size} bytes is over the limit")
-            try:
-                payload = await self.reader.readexactly(size - 1)
-            except (asyncio.IncompleteReadError, ConnectionError):
-                return None
-            self.heard = asyncio.get_running_loop().time()
-            if kind != PING:
-                return kind, payload
+        loop = asyncio.get_running_loop()
+        # Silence counts from when this side starts listening.
+        self.heard = max(self.heard, loop.time())
+        self.reading = True
+        try:
+            while True:
+                # OSError: a reset, an unreachable peer, a TLS record that
+                # does not decrypt: all of them end the stream.
+                try:
+                    header = await self.reader.readexactly(_HEADER.size)
+                except (asyncio.IncompleteReadError, OSError):
+                    return None
+                size, kind = _HEADER.unpack(header)
+                if size < 1 or size - 1 > limit:
+                    raise errors.InvalidArgument(f"bus frame of {size} bytes is over the limit")
+                try:
+                    payload = await self.reader.readexactly(size - 1)
+                except (asyncio.IncompleteReadError, OSError):
+                    return None
+                self.heard = loop.time()
+                if kind != PING:
+                    return kind, payload
+        finally:
+            self.reading = False
 
     def close(self) -> None:
         if self.pinger is not None:
@@ -209,6 +222,7 @@ class Server:
         self.ssl = server_ssl(tls) if tls is not None and tls.enabled else None
         self.server: asyncio.Server | None = None
         self.streams: set[asyncio.Task[None]] = set()
+        self.stopping = False
 
     async def start(self) -> None:
         host, port = _split(self.listen)
@@ -218,6 +232,7 @@ class Server:
             raise RuntimeError(f"cannot listen on {self.listen} (bus): {error}") from error
 
     async def stop(self) -> None:
+        self.stopping = True
         if self.server is not None:
             self.server.close()
         for task in list(self.streams):
@@ -225,6 +240,9 @@ class Server:
         await asyncio.gather(*self.streams, return_exceptions=True)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.stopping:  # accepted just as stop() began
+            writer.close()
+            return
         task = asyncio.current_task()
         assert task is not None
         self.streams.add(task)
@@ -241,7 +259,9 @@ class Server:
 
     async def _serve(self, conn: _Connection) -> None:
         try:
-            frame = await conn.receive(HELLO_BYTES_MAX)
+            frame = await asyncio.wait_for(conn.receive(HELLO_BYTES_MAX), HANDSHAKE_S)
+        except TimeoutError:
+            return
         except errors.OrdoError as error:
             conn.send(STATUS, _error_bytes(error))
             return
@@ -309,24 +329,28 @@ class Server:
             async def watch() -> None:
                 # Nothing more comes from a server-stream client but pings:
                 # the end of its side means it went away.
-                async for _ in stream:
-                    pass
-                gone.set()
+                try:
+                    async for _ in stream:
+                        pass
+                finally:
+                    gone.set()
 
             watcher = asyncio.create_task(watch())
         status: bytes | None = None
         pump = asyncio.create_task(self._pump(conn, output))
         ended = asyncio.create_task(gone.wait())
+        # The connection may also drop while the handler is not reading.
+        lost = asyncio.create_task(conn.writer.wait_closed())
         try:
-            await asyncio.wait({pump, ended}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({pump, ended, lost}, return_when=asyncio.FIRST_COMPLETED)
             if pump.done():
                 status = pump.result()
         finally:
-            for task in (pump, ended):
+            for task in (pump, ended, lost):
                 task.cancel()
             if not method.client_streams:
                 watcher.cancel()
-            await asyncio.gather(pump, ended, return_exceptions=True)
+            await asyncio.gather(pump, ended, lost, return_exceptions=True)
         if bad_request and not status:
             # The handler stopped because its requests did: say why.
             status = _error_bytes(bad_request[0])
@@ -385,8 +409,14 @@ class Call:
         host, port = _split(addr)
         context = client_ssl(tls) if tls is not None and tls.enabled else None
         try:
-            reader, writer = await asyncio.open_connection(host, port, ssl=context)
-        except (OSError, ssl.SSLError) as error:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(
+                    host, port, ssl=context,
+                    ssl_handshake_timeout=HANDSHAKE_S if context is not None else None,
+                ),
+                HANDSHAKE_S,
+            )
+        except (OSError, TimeoutError) as error:
             raise errors.Unavailable(f"bus {addr}: {error}") from None
         conn = _Connection(reader, writer)
         conn.send(HELLO, json.dumps({"method": method, "token": token or ""}).encode())
@@ -399,7 +429,7 @@ class Call:
         self.conn.send(MESSAGE, message.SerializeToString())
         try:
             await self.conn.drain()
-        except ConnectionError as error:
+        except OSError as error:
             raise errors.Unavailable(f"bus stream broke: {error}") from None
 
     async def read(self) -> Any:
@@ -423,7 +453,11 @@ class Call:
             self.cancel()
             if not payload:
                 return grpc.aio.EOF
-            raise errors.from_status_bytes(payload)
+            try:
+                error = errors.from_status_bytes(payload)
+            except Exception:
+                raise errors.Unavailable("bus status does not parse") from None
+            raise error
         raise errors.Unavailable(f"unexpected bus frame {kind}")
 
     def __aiter__(self) -> AsyncIterator[Any]:

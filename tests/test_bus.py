@@ -391,3 +391,91 @@ def test_garbage_never_breaks_the_server(raw: bytes, frames: list[tuple[int, byt
             await server.stop()
 
     asyncio.run(go())
+
+
+async def test_a_peer_that_pings_is_kept_while_the_handler_does_not_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Silence is judged only while a side waits to read: a handler that is
+    busy (a ReadAt waiting for the log) keeps a live client."""
+    monkeypatch.setattr(bus, "PING_INTERVAL_S", 0.05)
+    monkeypatch.setattr(bus, "SILENCE_S", 0.3)
+
+    async def slow(requests: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
+        await asyncio.sleep(1.0)  # more than three silences without reading
+        async for request in requests:
+            yield spb.ReadAtResponse(answers=[spb.ReadAtAnswer(position=request.reads[0].position)])
+
+    addr = f"127.0.0.1:{_port()}"
+    server = bus.Server(addr, {READ_AT: bus.Method(spb.ReadAtRequest.FromString, slow, True)})
+    await server.start()
+    try:
+        call = await bus.Call.open(addr, READ_AT, spb.ReadAtResponse.FromString)
+        await call.write(spb.ReadAtRequest(reads=[spb.ReadAtQuery(position=7)]))
+        answer = await asyncio.wait_for(call.read(), 5)
+        assert answer.answers[0].position == 7
+        call.cancel()
+    finally:
+        await server.stop()
+
+
+async def test_a_client_gone_while_the_handler_does_not_read_closes_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The server's next ping meets the closed socket: the stream ends
+    within two ping intervals even if the handler never reads or writes."""
+    monkeypatch.setattr(bus, "PING_INTERVAL_S", 0.1)
+    closed = asyncio.Event()
+
+    async def deaf(requests: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
+        try:
+            await asyncio.sleep(3600)
+            yield spb.ReadAtResponse()
+        finally:
+            closed.set()
+
+    addr = f"127.0.0.1:{_port()}"
+    server = bus.Server(addr, {READ_AT: bus.Method(spb.ReadAtRequest.FromString, deaf, True)})
+    await server.start()
+    try:
+        call = await bus.Call.open(addr, READ_AT, spb.ReadAtResponse.FromString)
+        await call.write(spb.ReadAtRequest())
+        await asyncio.sleep(0.1)
+        call.cancel()
+        await asyncio.wait_for(closed.wait(), 5)
+        assert not server.streams
+    finally:
+        await server.stop()
+
+
+async def test_a_connection_without_a_hello_is_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bus, "HANDSHAKE_S", 0.3)
+    h = Handlers()
+    server, addr = await _server(h, tokens={"a": "admin"})
+    try:
+        host, port = addr.rsplit(":", 1)
+        reader, writer = await asyncio.open_connection(host, int(port))
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # closed, nothing said
+        writer.close()
+        assert not server.streams
+    finally:
+        await server.stop()
+
+
+async def test_a_status_that_does_not_parse_is_unavailable() -> None:
+    async def liar(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(100)
+        payload = b"\xff\xff\xff"
+        writer.write(struct.pack(">IB", len(payload) + 1, bus.STATUS) + payload)
+        await writer.drain()
+        writer.close()
+
+    port = _port()
+    server = await asyncio.start_server(liar, "127.0.0.1", port)
+    try:
+        call = await bus.Call.open(f"127.0.0.1:{port}", RESULTS, bytes)
+        await call.write(spb.StreamResultsRequest())
+        with pytest.raises(errors.Unavailable):
+            await call.read()
+    finally:
+        server.close()
