@@ -90,10 +90,58 @@ class Overlay:
                 del self.versions[key]
 
 
+class NewestCache:
+    """The newest stored version of recently written or read keys.
+
+    Invariant: an entry ``key -> (position, value)`` is the newest version
+    of ``key`` in LevelDB (``position`` 0 and None: it has none). A read
+    before any position above it is answered from here instead of a
+    LevelDB iterator. Entries go in as batches are written (always the
+    newest: writes reach the store in log order) and when a read at the tip
+    goes to LevelDB; a key whose new value is too large to keep is dropped,
+    never left stale. Compaction keeps every key's newest version (or drops
+    a newest deletion, which reads the same). Bounded by ``budget_bytes``;
+    the oldest entries go first.
+    """
+
+    ENTRY_OVERHEAD = 120  # bytes of bookkeeping counted per entry
+    ITEM_BYTES_MAX = 4096  # larger values are read from LevelDB
+
+    def __init__(self, budget_bytes: int) -> None:
+        self.budget = budget_bytes
+        self.items: dict[bytes, tuple[int, V.Value | None, int]] = {}
+        self.size = 0
+
+    def get(self, key: bytes) -> tuple[int, V.Value | None] | None:
+        item = self.items.get(key)
+        return None if item is None else (item[0], item[1])
+
+    def put(self, key: bytes, position: int, value: V.Value | None, nbytes: int) -> None:
+        self.discard(key)
+        cost = len(key) + nbytes + self.ENTRY_OVERHEAD
+        if nbytes > self.ITEM_BYTES_MAX or cost > self.budget:
+            return
+        self.items[key] = (position, value, cost)
+        self.size += cost
+        while self.size > self.budget:
+            self.discard(next(iter(self.items)))
+
+    def discard(self, key: bytes) -> None:
+        item = self.items.pop(key, None)
+        if item is not None:
+            self.size -= item[2]
+
+
+NEWEST_CACHE_BYTES = 64 * 1024 * 1024
+
+
 class ShardStore:
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, cache_bytes: int = NEWEST_CACHE_BYTES) -> None:
         self.db = plyvel.DB(path, create_if_missing=True)
         self.overlay = Overlay()
+        self.newest = NewestCache(cache_bytes)
+        # Every version in LevelDB is at or below this position.
+        self.written = self.applied()
 
     def close(self) -> None:
         self.db.close()
@@ -139,14 +187,23 @@ class ShardStore:
         """The newest version of ``key`` at a position smaller than ``position``."""
         hit = self.overlay.read_before(key, position)
         if hit is None:
+            newest = self.newest.get(key)
+            if newest is not None and newest[0] < position:
+                hit = newest
+        if hit is None:
             base = VERSIONS + escape(key) + _END
-            for _, raw in self.db.iterator(
+            size = 0
+            for dbkey, raw in self.db.iterator(
                 start=base, stop=base + _POS.pack(position), reverse=True, include_key=True
             ):
                 # The iterator is built per read; one item is all we need.
-                at = int(_POS.unpack(_[-8:])[0])
-                hit = (at, V.decode(raw))
+                hit = (int(_POS.unpack(dbkey[-8:])[0]), V.decode(raw))
+                size = len(raw)
                 break
+            if position > self.written:
+                # Nothing stored is at or after the position: this is the
+                # key's newest version (or its absence).
+                self.newest.put(key, *(hit or (0, None)), size)
         if hit is None or hit[1] is None:
             return None
         return Versioned(hit[1], hit[0])
@@ -211,9 +268,12 @@ class ShardStore:
         fsync point: with ``sync`` the batch is durable when this returns.
         The shard reports results and its applied position only after that.
         """
+        sizes = []
         with self.db.write_batch(sync=sync) as batch:
             for position, key, value in writes:
-                batch.put(version_key(key, position), V.encode(value))
+                raw = V.encode(value)
+                batch.put(version_key(key, position), raw)
+                sizes.append(len(raw))
             for position, entry in log_entries:
                 batch.put(pos_key(LOG, position), entry)
             for position, result in results:
@@ -222,6 +282,10 @@ class ShardStore:
                 batch.put(META_SHARD_MAP, shard_map)
             batch.put(META_APPLIED, _POS.pack(applied))
             batch.put(META_DIGEST, digest)
+        # Written: these are now the keys' newest stored versions.
+        for (position, key, value), size in zip(writes, sizes, strict=True):
+            self.newest.put(key, position, value, size)
+        self.written = max(self.written, applied)
 
     def sync(self) -> None:
         """fsync everything written so far (a synced write syncs the log)."""

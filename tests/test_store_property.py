@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from ordo.core.apply import MemoryMVCC, ShardApplier
 from ordo.core.partition import ShardMap
 from ordo.core.txn import Op, OpType, Txn, evaluate
-from shard.store import ShardStore
+from shard.store import NEWEST_CACHE_BYTES, ShardStore
 
 KEYS = [b"a", b"a\x00", b"ab", b"b", b"b\xff", b"c"]
 PREFIXES = [b"", b"a", b"b", b"c", b"ab"]
@@ -38,6 +38,7 @@ steps = st.lists(
         st.tuples(st.just("txn"), txns),
         st.tuples(st.just("flush"), st.none()),
         st.tuples(st.just("compact"), st.integers(0, 8)),
+        st.tuples(st.just("reopen"), st.none()),
         st.tuples(st.just("read"), st.tuples(st.integers(0, 8), st.sampled_from(PREFIXES),
                                              st.integers(1, 4))),
     ),
@@ -46,15 +47,17 @@ steps = st.lists(
 
 
 @settings(max_examples=60, deadline=None)
-@given(steps)
-def test_reads_at_any_retained_position_equal_the_reference(plan: list) -> None:
+@given(steps, st.sampled_from([0, 400, NEWEST_CACHE_BYTES]))
+def test_reads_at_any_retained_position_equal_the_reference(plan: list, cache: int) -> None:
+    """With the newest-version cache off, so small that it evicts all the
+    time, and at its default size; and across reopening the store."""
     reference = MemoryMVCC()
     applier = ShardApplier(0, ShardMap(1))
     position = 0
     horizon = 0
     pending: list[tuple[int, bytes, object]] = []
     with tempfile.TemporaryDirectory() as path:
-        store = ShardStore(path)
+        store = ShardStore(path, cache)
         try:
             def flush() -> None:
                 nonlocal pending
@@ -78,6 +81,10 @@ def test_reads_at_any_retained_position_equal_the_reference(plan: list) -> None:
                     pending.extend((p, k, v) for k, v in got.outcome.writes)
                 elif kind == "flush":
                     flush()
+                elif kind == "reopen":
+                    flush()
+                    store.close()
+                    store = ShardStore(path, cache)
                 elif kind == "compact":
                     flush()
                     target = position - arg  # compact up to a few positions back
@@ -101,3 +108,20 @@ def test_reads_at_any_retained_position_equal_the_reference(plan: list) -> None:
                     reference.read_before(key, position + 1)
         finally:
             store.close()
+
+
+def test_newest_cache_never_keeps_a_value_it_cannot_replace() -> None:
+    from shard.store import NewestCache
+
+    cache = NewestCache(10_000)
+    cache.put(b"k", 5, b"small", 5)
+    assert cache.get(b"k") == (5, b"small")
+    # A newer value too large to keep: the old entry must go, not stay stale.
+    cache.put(b"k", 9, b"x" * 5000, 5000)
+    assert cache.get(b"k") is None
+    # The budget holds: the oldest entries go first.
+    for i in range(200):
+        cache.put(b"key%d" % i, i + 1, i, 8)
+    assert cache.size <= cache.budget
+    assert cache.get(b"key0") is None and cache.get(b"key199") == (200, 199)
+    assert cache.size == sum(cost for _, _, cost in cache.items.values())
