@@ -20,6 +20,7 @@ from collections.abc import Iterable
 
 import plyvel
 
+from ordo.core import limits as L
 from ordo.core import values as V
 from ordo.core.apply import GENESIS_DIGEST
 from ordo.core.txn import KeyValue, Versioned
@@ -105,7 +106,7 @@ class NewestCache:
     """
 
     ENTRY_OVERHEAD = 120  # bytes of bookkeeping counted per entry
-    ITEM_BYTES_MAX = 4096  # larger values are read from LevelDB
+    ITEM_BYTES_MAX = L.NEWEST_CACHE_VALUE_BYTES_MAX
 
     def __init__(self, budget_bytes: int) -> None:
         self.budget = budget_bytes
@@ -132,11 +133,8 @@ class NewestCache:
             self.size -= item[2]
 
 
-NEWEST_CACHE_BYTES = 64 * 1024 * 1024
-
-
 class ShardStore:
-    def __init__(self, path: str, cache_bytes: int = NEWEST_CACHE_BYTES) -> None:
+    def __init__(self, path: str, cache_bytes: int = L.NEWEST_CACHE_BYTES) -> None:
         self.db = plyvel.DB(path, create_if_missing=True)
         self.overlay = Overlay()
         self.newest = NewestCache(cache_bytes)

@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 from ordo.core.apply import MemoryMVCC, ShardApplier
 from ordo.core.partition import ShardMap
 from ordo.core.txn import Op, OpType, Txn, evaluate
-from shard.store import NEWEST_CACHE_BYTES, ShardStore
+from ordo.core.limits import NEWEST_CACHE_BYTES
+from shard.store import ShardStore
 
 KEYS = [b"a", b"a\x00", b"ab", b"b", b"b\xff", b"c"]
 PREFIXES = [b"", b"a", b"b", b"c", b"ab"]

@@ -31,6 +31,9 @@ READ_AT_INFLIGHT_MAX = 4096  # ReadAt reads waiting for a writer, per peer strea
 READ_AT_READS_PER_MESSAGE_MAX = 1024  # reads in one ReadAt request message
 STREAM_SUBMITS_INFLIGHT_MAX = 8192  # submits in flight on one SubmitStream
 STREAM_GETS_INFLIGHT_MAX = 8192  # reads in flight on one GetStream
+# Memory: a shard's cache of newest versions (shard/store.py NewestCache).
+NEWEST_CACHE_BYTES = 64 * 1024 * 1024
+NEWEST_CACHE_VALUE_BYTES_MAX = 4096  # larger values are read from LevelDB
 # A stream message collects items until it reaches this size (one item may
 # be larger, up to GRPC_MESSAGE_BYTES_MAX).
 STREAM_MESSAGE_BYTES_MAX = 4 * 1024 * 1024
