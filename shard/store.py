@@ -105,7 +105,10 @@ class NewestCache:
     the oldest entries go first.
     """
 
-    ENTRY_OVERHEAD = 120  # bytes of bookkeeping counted per entry
+    # Bytes counted per entry beyond the key and the encoded value: the
+    # entry's tuple, the dict slot and the Python objects' headers. Lists
+    # decode to many objects each, so they are not kept.
+    ENTRY_OVERHEAD = 200
     ITEM_BYTES_MAX = L.NEWEST_CACHE_VALUE_BYTES_MAX
 
     def __init__(self, budget_bytes: int) -> None:
@@ -120,7 +123,7 @@ class NewestCache:
     def put(self, key: bytes, position: int, value: V.Value | None, nbytes: int) -> None:
         self.discard(key)
         cost = len(key) + nbytes + self.ENTRY_OVERHEAD
-        if nbytes > self.ITEM_BYTES_MAX or cost > self.budget:
+        if nbytes > self.ITEM_BYTES_MAX or cost > self.budget or isinstance(value, tuple):
             return
         self.items[key] = (position, value, cost)
         self.size += cost
@@ -267,7 +270,9 @@ class ShardStore:
         The shard reports results and its applied position only after that.
         """
         sizes = []
-        with self.db.write_batch(sync=sync) as batch:
+        # transaction=True: if building the batch fails, nothing of it is
+        # written (the cache and ``written`` must match what is stored).
+        with self.db.write_batch(transaction=True, sync=sync) as batch:
             for position, key, value in writes:
                 raw = V.encode(value)
                 batch.put(version_key(key, position), raw)
@@ -283,7 +288,7 @@ class ShardStore:
         # Written: these are now the keys' newest stored versions.
         for (position, key, value), size in zip(writes, sizes, strict=True):
             self.newest.put(key, position, value, size)
-        self.written = max(self.written, applied)
+        self.written = max(self.written, applied, *(p for p, _, _ in writes))
 
     def sync(self) -> None:
         """fsync everything written so far (a synced write syncs the log)."""

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from ordo.core.apply import MemoryMVCC, ShardApplier
 from ordo.core.partition import ShardMap
-from ordo.core.txn import Op, OpType, Txn, evaluate
+from ordo.core.txn import Op, OpType, Txn, Versioned, evaluate
 from ordo.core.limits import NEWEST_CACHE_BYTES
 from shard.store import ShardStore
 
@@ -126,3 +126,25 @@ def test_newest_cache_never_keeps_a_value_it_cannot_replace() -> None:
     assert cache.size <= cache.budget
     assert cache.get(b"key0") is None and cache.get(b"key199") == (200, 199)
     assert cache.size == sum(cost for _, _, cost in cache.items.values())
+    # Lists decode to many objects: not kept (and an older entry goes).
+    cache.put(b"key199", 300, (1, 2, 3), 10)
+    assert cache.get(b"key199") is None
+
+
+def test_a_write_batch_that_fails_stores_nothing_and_caches_nothing() -> None:
+    with tempfile.TemporaryDirectory() as path:
+        store = ShardStore(path)
+        try:
+            store.write_batch([(1, b"k", 1)], [], [], 1, b"\0" * 32, None, sync=False)
+            bad: list = [(2, b"k", 2), (2, b"j", object())]  # the second cannot be encoded
+            try:
+                store.write_batch(bad, [], [], 2, b"\0" * 32, None, sync=False)
+            except Exception:
+                pass
+            else:
+                raise AssertionError("an unencodable value was written")
+            assert store.read_before(b"k", 5) == Versioned(1, 1)
+            assert store.versions(b"k", 0, 10) == ([(1, 1)], False)
+            assert store.written == 1
+        finally:
+            store.close()
