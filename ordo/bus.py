@@ -212,12 +212,7 @@ class Server:
         tokens: dict[str, str] | None = None,
         insecure_listen_any: bool = False,
     ) -> None:
-        if (tls is None or not tls.enabled) and not insecure_listen_any:
-            if not security.is_loopback(listen):
-                raise SystemExit(
-                    f"refusing to listen on {listen} without TLS; configure TLS, or pass "
-                    "--insecure-listen-any"
-                )
+        security.check_listen(listen, tls, insecure_listen_any)
         self.listen, self.methods, self.tokens = listen, methods, tokens
         self.ssl = server_ssl(tls) if tls is not None and tls.enabled else None
         self.server: asyncio.Server | None = None

@@ -202,12 +202,7 @@ class Server:
         tokens: dict[str, str] | None = None,
         insecure_listen_any: bool = False,
     ) -> None:
-        if (tls is None or not tls.enabled) and not insecure_listen_any:
-            if not security.is_loopback(address):
-                raise SystemExit(
-                    f"refusing to listen on {address} without TLS; configure TLS, or pass "
-                    "--insecure-listen-any"
-                )
+        security.check_listen(address, tls, insecure_listen_any)
         self.address = address
         self.tls = tls
         interceptors = [security.EdgeInterceptor(tokens)]

@@ -305,6 +305,16 @@ def token_interceptors(token: str | None) -> list[Any]:
     return [kind(token) for kind in kinds]
 
 
+def check_listen(address: str, tls: TLSConfig | None, insecure_listen_any: bool) -> None:
+    """Refuse to serve a non-loopback address without TLS, unless told to."""
+    if (tls is None or not tls.enabled) and not insecure_listen_any:
+        if not is_loopback(address):
+            raise SystemExit(
+                f"refusing to listen on {address} without TLS; configure TLS, or pass "
+                "--insecure-listen-any"
+            )
+
+
 def is_loopback(address: str) -> bool:
     host = address.rsplit(":", 1)[0].strip("[]")
     if host == "localhost":
