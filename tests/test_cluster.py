@@ -131,6 +131,38 @@ async def test_logged_answer_then_result_by_request_id(cluster: Cluster) -> None
         assert by_position.request_id == r.request_id
 
 
+async def test_a_shard_waiting_on_a_paused_peer_reports_what_it_applied(
+    cluster: Cluster,
+) -> None:
+    """A shard blocked on a peer's input still publishes the transactions it
+    applied before that one (shortly, not at once: BLOCKED_FLUSH_DELAY_S),
+    instead of holding their results until the peer answers."""
+    a, b = _keys_on_distinct_shards(f"blocked:{uuid.uuid4().hex}:", cluster.shards)[:2]
+    owner, peer = cluster.procs[1], cluster.procs[2]  # shards 0 and 1
+    async with ordo.connect(cluster.address) as db:
+        await db.txn(then=[ordo.put(a, 0), ordo.put(b, 1)])
+        owner.send_signal(signal.SIGSTOP)
+        peer.send_signal(signal.SIGSTOP)
+        try:
+            # Logged while both sleep, so the owner finds them all queued
+            # when it wakes: five of its own, then one that needs b.
+            logged = await asyncio.gather(
+                *[db.add(a, 1, wait="logged") for _ in range(5)],
+                db.txn(when=[ordo.int_value(b) == 1], then=[ordo.add(a, 100)], wait="logged"),
+            )
+            owner.send_signal(signal.SIGCONT)
+            for r in logged[:5]:
+                done = await db.result(position=r.position, timeout=5)
+                assert done.succeeded
+            with pytest.raises(ordo.DeadlineExceeded):
+                await db.result(position=logged[5].position, timeout=0.5)
+        finally:
+            owner.send_signal(signal.SIGCONT)
+            peer.send_signal(signal.SIGCONT)
+        assert (await db.result(position=logged[5].position, timeout=10)).succeeded
+        assert await db.get(a) == 105
+
+
 async def test_type_error_aborts_on_every_shard_with_no_writes(cluster: Cluster) -> None:
     text_key, other, third = _keys_on_distinct_shards(f"abort:{uuid.uuid4().hex}:", 3)
     async with ordo.connect(cluster.address) as db:
