@@ -82,7 +82,8 @@ class CoordinatorConfig:
     tokens: dict[str, str] | None = None
     token: str | None = None
     insecure_listen_any: bool = False
-    # Non-zero: internal streams on the bus, at the port plus this offset.
+    # Non-zero: serve the bus (internal and client streams) at the port plus
+    # this offset, and report it to clients in ClusterInfo.
     bus_port_offset: int = 0
     # A deliberate bug, for proving that the fault runner's checkers bite:
     # "ack-before-fsync" hands out positions before the batch is written
@@ -145,7 +146,10 @@ class Coordinator(
             self.bus = bus.Server(
                 bus.address(config.listen, config.bus_port_offset),
                 {"/ordo.v1.SequencerService/ReadLog":
-                    bus.Method(cpb.ReadLogRequest.FromString, self.ReadLog)},
+                    bus.Method(cpb.ReadLogRequest.FromString, self.ReadLog),
+                 "/ordo.v1.CoordinatorService/SubmitStream":
+                    bus.Method(cpb.SubmitStreamRequest.FromString, self.SubmitStream,
+                               client_streams=True)},
                 config.tls, config.tokens, config.insecure_listen_any,
             )
         self.tasks: list[asyncio.Task[None]] = []
@@ -760,6 +764,7 @@ class Coordinator(
         response.shard_map.partitioner = self.shard_map.partitioner
         for shard, address in enumerate(self.config.shards):
             response.shards.add(shard=shard, address=address)
+        response.bus_port_offset = self.config.bus_port_offset
         return response
 
     @rpc.unary

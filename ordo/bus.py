@@ -1,13 +1,17 @@
-"""The bus: ordo's internal streams on plain framed TCP, beside the gRPC API.
+"""The bus: ordo's streams on plain framed TCP, beside the gRPC API.
 
 The three streams between services (``ReadLog`` from the coordinator to the
 shards, ``StreamResults`` from the shards to the coordinator, ``ReadAt``
-between shards) carry a message per log batch on every link. Through
-grpc.aio each message costs about 60 µs of CPU at each end and a hop
-through gRPC's threads; these streams are ordo's own, so they may travel
-the way etcd's peer traffic and Redis Cluster's bus do: on a second port,
-in a protocol of their own. The bus port is the gRPC port plus the cluster's
-``bus_port_offset`` (0: no bus, the streams stay on gRPC).
+between shards) carry a message per log batch on every link, and the
+client's two multiplexed streams (``SubmitStream`` to the coordinator,
+``GetStream`` to each shard) a message per burst of calls. Through grpc.aio
+each message costs about 60 µs of CPU at each end and a hop through gRPC's
+threads. So these streams may also travel the way etcd's peer traffic and
+Redis Cluster's bus do: on a second port, in a protocol of their own. The
+bus port is the gRPC port plus the cluster's ``bus_port_offset`` (0: no bus,
+everything on gRPC), which the coordinator's ``ClusterInfo`` reports to
+clients. The gRPC API stays whole: every method, these included, is served
+there too.
 
 The same handlers serve both transports: a bus method is the gRPC handler
 called with a small stand-in for its context. TLS (and mutual TLS) and the

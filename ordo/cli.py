@@ -121,8 +121,8 @@ def dev_commands(
     """The command lines of a local cluster: a coordinator and N shards.
 
     The coordinator serves gRPC on ``port`` and shard i on ``port + 1 + i``;
-    the internal streams go over the bus, ``bus_port_offset`` above each
-    (by default the next N + 1 ports; 0 keeps them on gRPC). ``extra``
+    each also serves the bus (internal streams, clients' streams),
+    ``bus_port_offset`` above (by default the next N + 1 ports; 0: no bus). ``extra``
     flags go to every service (retention settings, say). With
     ``shards_per_process`` above 1, each shard process hosts that many
     consecutive shards (the first one's command line names the others).
@@ -454,8 +454,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--auth", action="store_true",
                    help="generate read, write and admin tokens; every call needs one")
     p.add_argument("--bus-port-offset", type=int, default=None,
-                   help="the internal streams go over the bus, at each service's port plus "
-                        "this offset (default: the next SHARDS+1 ports; 0: over gRPC)")
+                   help="the bus (internal streams, clients' transaction and read streams) "
+                        "at each service's port plus this offset (default: the next SHARDS+1 "
+                        "ports; 0: everything over gRPC)")
     p.set_defaults(func=cmd_dev)
 
     def client_parser(name: str, help_text: str) -> argparse.ArgumentParser:

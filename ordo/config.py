@@ -43,8 +43,9 @@ _COMMON = [
     Setting("tokens_file", None, "TOML file of [tokens] token = role; callers need one"),
     Setting("token", None, "this service's own bearer token, for calls to other services"),
     Setting("insecure_listen_any", False, "allow a non-loopback address without TLS", bool),
-    Setting("bus_port_offset", 0, "carry the internal streams on the bus, at each service's "
-            "port plus this offset; the same in the whole cluster (0: over gRPC)", int),
+    Setting("bus_port_offset", 0, "serve the bus (the internal streams, and clients' "
+            "transaction and read streams) at each service's port plus this offset; the same "
+            "in the whole cluster (0: everything over gRPC)", int),
     Setting("metrics_port", 0, "serve Prometheus metrics on this port (0: off)", int),
     Setting("log_level", "info", "debug, info, warning or error"),
     Setting("log_format", "text", "text or json", choices=("text", "json")),

@@ -246,7 +246,7 @@ class Transport:
 
     tls: TLSConfig | None = None
     token: str | None = None
-    # Non-zero: the internal streams go over the bus (see ordo.bus), at the
+    # Non-zero: this process's streams go over the bus (see ordo.bus), at the
     # gRPC port plus this offset.
     bus_port_offset: int = 0
 

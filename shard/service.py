@@ -86,7 +86,8 @@ class ShardConfig:
     tokens: dict[str, str] | None = None
     token: str | None = None
     insecure_listen_any: bool = False
-    # Non-zero: internal streams on the bus, at the port plus this offset.
+    # Non-zero: serve the bus (internal streams, clients' GetStream) at the
+    # port plus this offset.
     bus_port_offset: int = 0
     # Deliberate bugs, for proving that the fault runner's checkers bite:
     # "skip-writes" drops the writes of one transaction on this shard;
@@ -155,6 +156,9 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
                         bus.Method(spb.ReadAtRequest.FromString, self.ReadAt, client_streams=True),
                     "/ordo.v1.ShardService/StreamResults":
                         bus.Method(spb.StreamResultsRequest.FromString, self.StreamResults),
+                    "/ordo.v1.ShardService/GetStream":
+                        bus.Method(spb.GetStreamRequest.FromString, self.GetStream,
+                                   client_streams=True),
                 },
                 config.tls, config.tokens, config.insecure_listen_any,
             )

@@ -10,6 +10,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -163,3 +164,15 @@ def compacting_cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
             yield c
         finally:
             c.stop(signal.SIGKILL)
+
+
+def stream_transport(pipe: Any) -> str:
+    """Which transport a client's multiplexed stream (``_Pipe``) is open on."""
+    from ordo import bus
+    from ordo.client import _Opening
+
+    call = pipe.call
+    assert call is not None, "the stream is not open"
+    if isinstance(call, _Opening):
+        call = call.opening.result()
+    return "bus" if isinstance(call, bus.Call) else "grpc"

@@ -7,6 +7,7 @@ import json
 import socket
 import struct
 import tempfile
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 
 from ordo import bus, errors, security
 from ordo.v1 import shard_pb2 as spb
+from tests.conftest import stream_transport
 
 READ_AT = "/ordo.v1.ShardService/ReadAt"
 RESULTS = "/ordo.v1.ShardService/StreamResults"
@@ -320,6 +322,68 @@ async def test_internal_streams_can_stay_on_grpc() -> None:
             await _transfers(c.address, 30)
         finally:
             assert c.stop() == [0, 0, 0, 0], c.logs()
+
+
+async def test_a_client_carries_its_streams_on_the_bus(cluster: Any) -> None:
+    """The coordinator reports the cluster's bus; a client's transaction and
+    read streams go there (with ``bus=False``, on gRPC), and both see the
+    same data."""
+    import ordo
+
+    async with ordo.connect(cluster.address) as db, \
+            ordo.connect(cluster.address, bus=False) as plain:
+        run = uuid.uuid4().hex[:8]
+        keys = [f"via:{run}:{i}" for i in range(6)]
+        r = await db.txn(then=[ordo.put(k, i) for i, k in enumerate(keys)])
+        assert [await plain.get(k, min_position=r.position) for k in keys] == list(range(6))
+        r = await plain.add(keys[0], 10)
+        assert [await db.get(k, min_position=r.position) for k in keys] == [10, 1, 2, 3, 4, 5]
+        assert stream_transport(db._pipe) == "bus"
+        assert {stream_transport(p) for p in db._get_pipes.values()} == {"bus"}
+        assert stream_transport(plain._pipe) == "grpc"
+        assert {stream_transport(p) for p in plain._get_pipes.values()} == {"grpc"}
+
+
+async def test_a_client_uses_grpc_where_the_bus_does_not_answer(cluster: Any) -> None:
+    """Behind a proxy that forwards the gRPC port alone, the client's
+    transactions still go through, on gRPC."""
+    import ordo
+    from ordo.cli import dev_bus_port_offset
+
+    target_host, target_port = cluster.address.rsplit(":", 1)
+
+    async def forward(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(target_host, int(target_port))
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            finally:
+                dst.close()
+
+        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer),
+                             return_exceptions=True)
+
+    offset = dev_bus_port_offset(cluster.shards)
+    for _ in range(20):  # a proxy port whose bus port (port + offset) is closed
+        proxy = await asyncio.start_server(forward, "127.0.0.1", 0)
+        port = proxy.sockets[0].getsockname()[1]
+        if not _listening(f"127.0.0.1:{port + offset}"):
+            break
+        proxy.close()
+    else:
+        raise AssertionError("no proxy port with a closed bus port")
+    try:
+        async with ordo.connect(f"127.0.0.1:{port}", timeout=5) as db:
+            key = f"proxied:{uuid.uuid4().hex}"
+            r = await db.add(key, 7)
+            assert r.succeeded
+            assert await db.get(key, min_position=r.position) == 7
+            assert stream_transport(db._pipe) == "grpc"
+    finally:
+        proxy.close()
 
 
 async def test_a_failing_handler_answers_internal_and_the_server_goes_on() -> None:

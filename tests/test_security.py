@@ -17,7 +17,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 import ordo
 from ordo.security import TLSConfig, make_dev_certificates
-from tests.conftest import Cluster, free_port_block
+from tests.conftest import Cluster, free_port_block, stream_transport
 
 pytestmark = pytest.mark.cluster
 
@@ -53,6 +53,9 @@ async def test_tls_cluster_serves_a_client_with_the_ca_and_a_certificate(
     async with ordo.connect(secure_cluster.address, tls=tls, token=TOKENS["write"]) as db:
         r = await db.txn(then=[ordo.put("tls:{a}:x", 1), ordo.put("tls:b", 2)])
         assert await db.get("tls:b", min_position=r.position) == 2
+        # Both streams on the bus: mutual TLS and the token there too.
+        assert stream_transport(db._pipe) == "bus"
+        assert {stream_transport(p) for p in db._get_pipes.values()} == {"bus"}
 
 
 async def test_a_client_without_the_ca_or_certificate_is_refused(

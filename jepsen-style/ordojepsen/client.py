@@ -4,15 +4,13 @@ The ordo client learns the shards' addresses from the coordinator's
 ``ClusterInfo``, which returns the addresses the coordinator was started
 with: here, the proxies of the coordinator->shard links. Reads through those
 would make a "coordinator cut off from s1" partition also cut the *clients*
-off from s1. So test clients read through their own links
-(``client->s0`` ...): :class:`RoutedClient` is an :class:`ordo.AsyncClient`
-whose shard routing uses addresses given up front, and whose channels each
-get their own TCP connection (gRPC otherwise shares one connection among
-all identical channels of a process, so every "client" would be one). It
-overrides two private methods of the client (``_routing``, ``_dial``); if
-ordo's client changes shape, it falls back to ordo's own routing and says so
-(see README: the wanted ordo change is public ``shard_addresses=`` and
-``channel_options=`` arguments to ``ordo.connect``).
+off from s1. So test clients read through their own links (``client->s0``
+...), given to ordo's client as ``shard_addresses``. Each link is a proxy
+pair (gRPC and bus), so the client's streams take the bus as they would in
+production, through the same faults. :class:`RoutedClient` overrides one
+private method of the client (``_dial``) so that each client's gRPC channels
+get their own TCP connection (gRPC otherwise shares one connection among all
+identical channels of a process, so every "client" would be one).
 
 :func:`classify` decides what an exception means for the history:
 ``fail`` only when the operation certainly did not take effect.
@@ -31,13 +29,10 @@ from ordo.errors import OrdoError
 
 log = logging.getLogger("ordojepsen.client")
 
-_warned = False
-
 
 class RoutedClient(ordo.AsyncClient):
     def __init__(self, address: str, shard_addresses: list[str], *, timeout: float) -> None:
-        super().__init__(address, timeout=timeout)
-        self.shard_addresses = list(shard_addresses)
+        super().__init__(address, timeout=timeout, shard_addresses=list(shard_addresses))
 
     def _dial(self, address: str) -> grpc.aio.Channel:
         """A channel with its own connection: gRPC shares one TCP connection
@@ -47,25 +42,6 @@ class RoutedClient(ordo.AsyncClient):
 
         options = [*rpc.CHANNEL_OPTIONS, ("grpc.use_local_subchannel_pool", 1)]
         return grpc.aio.insecure_channel(address, options=options)
-
-    async def _routing(self):  # type: ignore[no-untyped-def]
-        global _warned
-        try:
-            from ordo.core.partition import ShardMap
-            from ordo.v1 import shard_pb2_grpc
-
-            if getattr(self, "_shard_map", None) is None:
-                channels = [self._dial(a) for a in self.shard_addresses]
-                self._shard_channels = channels
-                self._shards = [shard_pb2_grpc.ShardServiceStub(ch) for ch in channels]
-                self._shard_map = ShardMap(len(self.shard_addresses))
-            return self._shard_map, self._shards
-        except (ImportError, AttributeError, TypeError) as error:  # pragma: no cover
-            if not _warned:
-                log.warning("cannot route reads through client proxies (%s); "
-                            "using the coordinator's shard addresses", error)
-                _warned = True
-            return await super()._routing()
 
 
 def connect(coordinator: str, shards: list[str], timeout: float) -> RoutedClient:

@@ -10,9 +10,10 @@ proxy for that directed link, so the nemesis can cut or slow any link:
     shard i     --coordinator <proxy si->coordinator>
                 --peer <proxy si->s0> ... --peer <own listen address> ... (in shard order)
 
-The internal streams run on ordo's bus (``--bus-port-offset 1``): every
-process and every proxy between processes listens on a pair of ports, gRPC
-on the first and the bus on the next, and a link's faults hit both.
+The internal streams, and the test clients' transaction and read streams,
+run on ordo's bus (``--bus-port-offset 1``): every process and every proxy
+(the clients' too) listens on a pair of ports, gRPC on the first and the bus
+on the next, and a link's faults hit both.
 
 Kills and pauses are reference counted, so overlapping faults compose: a
 node is down while any kill (or power loss) holds it, paused while any pause
@@ -135,25 +136,27 @@ class Cluster:
         os.makedirs(os.path.join(root, "data"), exist_ok=True)
         os.makedirs(os.path.join(root, "logs"), exist_ok=True)
         names = [COORDINATOR] + [shard_name(i) for i in range(shards)]
-        internal = shards * (shards + 1)  # proxies of links between processes
-        ports = free_listen_ports(len(names) + internal)
+        # Proxies of the links between processes, then of the client's links
+        # (the client too carries its streams on the bus).
+        internal = shards * (shards + 1)
+        ports = free_listen_ports(len(names) + internal + shards + 1)
         listen = {n: f"{HOST}:{p}" for n, p in zip(names, ports[:len(names)], strict=True)}
         self.listen = listen
         spare = iter(ports[len(names):])
 
-        def internal_link(name: str, target: str) -> None:
+        def link(name: str, target: str) -> None:
             proxies.add(name, target, next(spare), BUS_PORT_OFFSET)
 
         # Proxies: one per directed link.
         for i in range(shards):
             s = shard_name(i)
-            internal_link(f"{COORDINATOR}->{s}", listen[s])
-            internal_link(f"{s}->{COORDINATOR}", listen[COORDINATOR])
+            link(f"{COORDINATOR}->{s}", listen[s])
+            link(f"{s}->{COORDINATOR}", listen[COORDINATOR])
             for j in range(shards):
                 if j != i:
-                    internal_link(f"{s}->{shard_name(j)}", listen[shard_name(j)])
-            proxies.add(f"{CLIENT}->{s}", listen[s])
-        proxies.add(f"{CLIENT}->{COORDINATOR}", listen[COORDINATOR])
+                    link(f"{s}->{shard_name(j)}", listen[shard_name(j)])
+            link(f"{CLIENT}->{s}", listen[s])
+        link(f"{CLIENT}->{COORDINATOR}", listen[COORDINATOR])
 
         exe = [python, "-m", "ordo"]
         bug_to = BUG_TARGETS.get(inject_bug, "")

@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from ordo.v1 import types_pb2 as ordo_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19ordo/v1/coordinator.proto\x12\x07ordo.v1\x1a\x13ordo/v1/types.proto\"^\n\rSubmitRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x19\n\x03txn\x18\x02 \x01(\x0b\x32\x0c.ordo.v1.Txn\x12\x1e\n\x04wait\x18\x03 \x01(\x0e\x32\x10.ordo.v1.WaitFor\"Y\n\x0eSubmitResponse\x12\x10\n\x08position\x18\x01 \x01(\x04\x12\"\n\x06result\x18\x02 \x01(\x0b\x32\x12.ordo.v1.TxnResult\x12\x11\n\tduplicate\x18\x03 \x01(\x08\"X\n\x0cTaggedSubmit\x12\x0b\n\x03tag\x18\x01 \x01(\x04\x12\'\n\x07request\x18\x02 \x01(\x0b\x32\x16.ordo.v1.SubmitRequest\x12\x12\n\ntimeout_ms\x18\x03 \x01(\r\"=\n\x13SubmitStreamRequest\x12&\n\x07submits\x18\x01 \x03(\x0b\x32\x15.ordo.v1.TaggedSubmit\"c\n\x0bTaggedReply\x12\x0b\n\x03tag\x18\x01 \x01(\x04\x12+\n\x08response\x18\x02 \x01(\x0b\x32\x17.ordo.v1.SubmitResponseH\x00\x12\x0f\n\x05\x65rror\x18\x03 \x01(\x0cH\x00\x42\t\n\x07outcome\"=\n\x14SubmitStreamResponse\x12%\n\x07replies\x18\x01 \x03(\x0b\x32\x14.ordo.v1.TaggedReply\"\r\n\x0bTailRequest\" \n\x0cTailResponse\x12\x10\n\x08position\x18\x01 \x01(\x04\"B\n\x10GetResultRequest\x12\x14\n\nrequest_id\x18\x01 \x01(\tH\x00\x12\x12\n\x08position\x18\x02 \x01(\x04H\x00\x42\x04\n\x02\x62y\"7\n\x11GetResultResponse\x12\"\n\x06result\x18\x01 \x01(\x0b\x32\x12.ordo.v1.TxnResult\"\x14\n\x12\x43lusterInfoRequest\"+\n\tShardInfo\x12\r\n\x05shard\x18\x01 \x01(\r\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\"_\n\x13\x43lusterInfoResponse\x12$\n\tshard_map\x18\x01 \x01(\x0b\x32\x11.ordo.v1.ShardMap\x12\"\n\x06shards\x18\x02 \x03(\x0b\x32\x12.ordo.v1.ShardInfo\"\x0f\n\rStatusRequest\"\x9f\x01\n\x0bShardStatus\x12\r\n\x05shard\x18\x01 \x01(\r\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x11\n\treachable\x18\x03 \x01(\x08\x12\x18\n\x10\x61pplied_position\x18\x04 \x01(\x04\x12\x0b\n\x03lag\x18\x05 \x01(\x04\x12\x0e\n\x06\x64igest\x18\x06 \x01(\x0c\x12\r\n\x05\x65rror\x18\x07 \x01(\t\x12\x17\n\x0foldest_position\x18\x08 \x01(\x04\"D\n\x0eStatusResponse\x12\x0c\n\x04tail\x18\x01 \x01(\x04\x12$\n\x06shards\x18\x02 \x03(\x0b\x32\x14.ordo.v1.ShardStatus\")\n\x10SubscribeRequest\x12\x15\n\rfrom_position\x18\x01 \x01(\x04\"\x9c\x01\n\x0c\x43ommittedTxn\x12\x10\n\x08position\x18\x01 \x01(\x04\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x11\n\tsucceeded\x18\x03 \x01(\x08\x12\x1d\n\x05\x61\x62ort\x18\x04 \x01(\x0b\x32\x0e.ordo.v1.Abort\x12\x1e\n\x06writes\x18\x05 \x03(\x0b\x32\x0e.ordo.v1.Write\x12\x14\n\x0ctimestamp_ms\x18\x06 \x01(\x03\"J\n\x11SubscribeResponse\x12#\n\x04txns\x18\x01 \x03(\x0b\x32\x15.ordo.v1.CommittedTxn\x12\x10\n\x08progress\x18\x02 \x01(\x04\"7\n\x0eReadLogRequest\x12\x15\n\rfrom_position\x18\x01 \x01(\x04\x12\x0e\n\x06reader\x18\x02 \x01(\t\"3\n\x0fReadLogResponse\x12 \n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\x11.ordo.v1.LogBatch*N\n\x07WaitFor\x12\x18\n\x14WAIT_FOR_UNSPECIFIED\x10\x00\x12\x14\n\x10WAIT_FOR_APPLIED\x10\x01\x12\x13\n\x0fWAIT_FOR_LOGGED\x10\x02\x32\xe4\x03\n\x12\x43oordinatorService\x12\x39\n\x06Submit\x12\x16.ordo.v1.SubmitRequest\x1a\x17.ordo.v1.SubmitResponse\x12O\n\x0cSubmitStream\x12\x1c.ordo.v1.SubmitStreamRequest\x1a\x1d.ordo.v1.SubmitStreamResponse(\x01\x30\x01\x12\x33\n\x04Tail\x12\x14.ordo.v1.TailRequest\x1a\x15.ordo.v1.TailResponse\x12\x42\n\tGetResult\x12\x19.ordo.v1.GetResultRequest\x1a\x1a.ordo.v1.GetResultResponse\x12H\n\x0b\x43lusterInfo\x12\x1b.ordo.v1.ClusterInfoRequest\x1a\x1c.ordo.v1.ClusterInfoResponse\x12\x39\n\x06Status\x12\x16.ordo.v1.StatusRequest\x1a\x17.ordo.v1.StatusResponse\x12\x44\n\tSubscribe\x12\x19.ordo.v1.SubscribeRequest\x1a\x1a.ordo.v1.SubscribeResponse0\x01\x32R\n\x10SequencerService\x12>\n\x07ReadLog\x12\x17.ordo.v1.ReadLogRequest\x1a\x18.ordo.v1.ReadLogResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19ordo/v1/coordinator.proto\x12\x07ordo.v1\x1a\x13ordo/v1/types.proto\"^\n\rSubmitRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x19\n\x03txn\x18\x02 \x01(\x0b\x32\x0c.ordo.v1.Txn\x12\x1e\n\x04wait\x18\x03 \x01(\x0e\x32\x10.ordo.v1.WaitFor\"Y\n\x0eSubmitResponse\x12\x10\n\x08position\x18\x01 \x01(\x04\x12\"\n\x06result\x18\x02 \x01(\x0b\x32\x12.ordo.v1.TxnResult\x12\x11\n\tduplicate\x18\x03 \x01(\x08\"X\n\x0cTaggedSubmit\x12\x0b\n\x03tag\x18\x01 \x01(\x04\x12\'\n\x07request\x18\x02 \x01(\x0b\x32\x16.ordo.v1.SubmitRequest\x12\x12\n\ntimeout_ms\x18\x03 \x01(\r\"=\n\x13SubmitStreamRequest\x12&\n\x07submits\x18\x01 \x03(\x0b\x32\x15.ordo.v1.TaggedSubmit\"c\n\x0bTaggedReply\x12\x0b\n\x03tag\x18\x01 \x01(\x04\x12+\n\x08response\x18\x02 \x01(\x0b\x32\x17.ordo.v1.SubmitResponseH\x00\x12\x0f\n\x05\x65rror\x18\x03 \x01(\x0cH\x00\x42\t\n\x07outcome\"=\n\x14SubmitStreamResponse\x12%\n\x07replies\x18\x01 \x03(\x0b\x32\x14.ordo.v1.TaggedReply\"\r\n\x0bTailRequest\" \n\x0cTailResponse\x12\x10\n\x08position\x18\x01 \x01(\x04\"B\n\x10GetResultRequest\x12\x14\n\nrequest_id\x18\x01 \x01(\tH\x00\x12\x12\n\x08position\x18\x02 \x01(\x04H\x00\x42\x04\n\x02\x62y\"7\n\x11GetResultResponse\x12\"\n\x06result\x18\x01 \x01(\x0b\x32\x12.ordo.v1.TxnResult\"\x14\n\x12\x43lusterInfoRequest\"+\n\tShardInfo\x12\r\n\x05shard\x18\x01 \x01(\r\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\"x\n\x13\x43lusterInfoResponse\x12$\n\tshard_map\x18\x01 \x01(\x0b\x32\x11.ordo.v1.ShardMap\x12\"\n\x06shards\x18\x02 \x03(\x0b\x32\x12.ordo.v1.ShardInfo\x12\x17\n\x0f\x62us_port_offset\x18\x03 \x01(\r\"\x0f\n\rStatusRequest\"\x9f\x01\n\x0bShardStatus\x12\r\n\x05shard\x18\x01 \x01(\r\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x11\n\treachable\x18\x03 \x01(\x08\x12\x18\n\x10\x61pplied_position\x18\x04 \x01(\x04\x12\x0b\n\x03lag\x18\x05 \x01(\x04\x12\x0e\n\x06\x64igest\x18\x06 \x01(\x0c\x12\r\n\x05\x65rror\x18\x07 \x01(\t\x12\x17\n\x0foldest_position\x18\x08 \x01(\x04\"D\n\x0eStatusResponse\x12\x0c\n\x04tail\x18\x01 \x01(\x04\x12$\n\x06shards\x18\x02 \x03(\x0b\x32\x14.ordo.v1.ShardStatus\")\n\x10SubscribeRequest\x12\x15\n\rfrom_position\x18\x01 \x01(\x04\"\x9c\x01\n\x0c\x43ommittedTxn\x12\x10\n\x08position\x18\x01 \x01(\x04\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x11\n\tsucceeded\x18\x03 \x01(\x08\x12\x1d\n\x05\x61\x62ort\x18\x04 \x01(\x0b\x32\x0e.ordo.v1.Abort\x12\x1e\n\x06writes\x18\x05 \x03(\x0b\x32\x0e.ordo.v1.Write\x12\x14\n\x0ctimestamp_ms\x18\x06 \x01(\x03\"J\n\x11SubscribeResponse\x12#\n\x04txns\x18\x01 \x03(\x0b\x32\x15.ordo.v1.CommittedTxn\x12\x10\n\x08progress\x18\x02 \x01(\x04\"7\n\x0eReadLogRequest\x12\x15\n\rfrom_position\x18\x01 \x01(\x04\x12\x0e\n\x06reader\x18\x02 \x01(\t\"3\n\x0fReadLogResponse\x12 \n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\x11.ordo.v1.LogBatch*N\n\x07WaitFor\x12\x18\n\x14WAIT_FOR_UNSPECIFIED\x10\x00\x12\x14\n\x10WAIT_FOR_APPLIED\x10\x01\x12\x13\n\x0fWAIT_FOR_LOGGED\x10\x02\x32\xe4\x03\n\x12\x43oordinatorService\x12\x39\n\x06Submit\x12\x16.ordo.v1.SubmitRequest\x1a\x17.ordo.v1.SubmitResponse\x12O\n\x0cSubmitStream\x12\x1c.ordo.v1.SubmitStreamRequest\x1a\x1d.ordo.v1.SubmitStreamResponse(\x01\x30\x01\x12\x33\n\x04Tail\x12\x14.ordo.v1.TailRequest\x1a\x15.ordo.v1.TailResponse\x12\x42\n\tGetResult\x12\x19.ordo.v1.GetResultRequest\x1a\x1a.ordo.v1.GetResultResponse\x12H\n\x0b\x43lusterInfo\x12\x1b.ordo.v1.ClusterInfoRequest\x1a\x1c.ordo.v1.ClusterInfoResponse\x12\x39\n\x06Status\x12\x16.ordo.v1.StatusRequest\x1a\x17.ordo.v1.StatusResponse\x12\x44\n\tSubscribe\x12\x19.ordo.v1.SubscribeRequest\x1a\x1a.ordo.v1.SubscribeResponse0\x01\x32R\n\x10SequencerService\x12>\n\x07ReadLog\x12\x17.ordo.v1.ReadLogRequest\x1a\x18.ordo.v1.ReadLogResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ordo.v1.coordinator_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_WAITFOR']._serialized_start=1538
-  _globals['_WAITFOR']._serialized_end=1616
+  _globals['_WAITFOR']._serialized_start=1563
+  _globals['_WAITFOR']._serialized_end=1641
   _globals['_SUBMITREQUEST']._serialized_start=59
   _globals['_SUBMITREQUEST']._serialized_end=153
   _globals['_SUBMITRESPONSE']._serialized_start=155
@@ -59,25 +59,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SHARDINFO']._serialized_start=759
   _globals['_SHARDINFO']._serialized_end=802
   _globals['_CLUSTERINFORESPONSE']._serialized_start=804
-  _globals['_CLUSTERINFORESPONSE']._serialized_end=899
-  _globals['_STATUSREQUEST']._serialized_start=901
-  _globals['_STATUSREQUEST']._serialized_end=916
-  _globals['_SHARDSTATUS']._serialized_start=919
-  _globals['_SHARDSTATUS']._serialized_end=1078
-  _globals['_STATUSRESPONSE']._serialized_start=1080
-  _globals['_STATUSRESPONSE']._serialized_end=1148
-  _globals['_SUBSCRIBEREQUEST']._serialized_start=1150
-  _globals['_SUBSCRIBEREQUEST']._serialized_end=1191
-  _globals['_COMMITTEDTXN']._serialized_start=1194
-  _globals['_COMMITTEDTXN']._serialized_end=1350
-  _globals['_SUBSCRIBERESPONSE']._serialized_start=1352
-  _globals['_SUBSCRIBERESPONSE']._serialized_end=1426
-  _globals['_READLOGREQUEST']._serialized_start=1428
-  _globals['_READLOGREQUEST']._serialized_end=1483
-  _globals['_READLOGRESPONSE']._serialized_start=1485
-  _globals['_READLOGRESPONSE']._serialized_end=1536
-  _globals['_COORDINATORSERVICE']._serialized_start=1619
-  _globals['_COORDINATORSERVICE']._serialized_end=2103
-  _globals['_SEQUENCERSERVICE']._serialized_start=2105
-  _globals['_SEQUENCERSERVICE']._serialized_end=2187
+  _globals['_CLUSTERINFORESPONSE']._serialized_end=924
+  _globals['_STATUSREQUEST']._serialized_start=926
+  _globals['_STATUSREQUEST']._serialized_end=941
+  _globals['_SHARDSTATUS']._serialized_start=944
+  _globals['_SHARDSTATUS']._serialized_end=1103
+  _globals['_STATUSRESPONSE']._serialized_start=1105
+  _globals['_STATUSRESPONSE']._serialized_end=1173
+  _globals['_SUBSCRIBEREQUEST']._serialized_start=1175
+  _globals['_SUBSCRIBEREQUEST']._serialized_end=1216
+  _globals['_COMMITTEDTXN']._serialized_start=1219
+  _globals['_COMMITTEDTXN']._serialized_end=1375
+  _globals['_SUBSCRIBERESPONSE']._serialized_start=1377
+  _globals['_SUBSCRIBERESPONSE']._serialized_end=1451
+  _globals['_READLOGREQUEST']._serialized_start=1453
+  _globals['_READLOGREQUEST']._serialized_end=1508
+  _globals['_READLOGRESPONSE']._serialized_start=1510
+  _globals['_READLOGRESPONSE']._serialized_end=1561
+  _globals['_COORDINATORSERVICE']._serialized_start=1644
+  _globals['_COORDINATORSERVICE']._serialized_end=2128
+  _globals['_SEQUENCERSERVICE']._serialized_start=2130
+  _globals['_SEQUENCERSERVICE']._serialized_end=2212
 # @@protoc_insertion_point(module_scope)

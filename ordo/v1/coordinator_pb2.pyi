@@ -106,12 +106,14 @@ class ShardInfo(_message.Message):
     def __init__(self, shard: _Optional[int] = ..., address: _Optional[str] = ...) -> None: ...
 
 class ClusterInfoResponse(_message.Message):
-    __slots__ = ("shard_map", "shards")
+    __slots__ = ("shard_map", "shards", "bus_port_offset")
     SHARD_MAP_FIELD_NUMBER: _ClassVar[int]
     SHARDS_FIELD_NUMBER: _ClassVar[int]
+    BUS_PORT_OFFSET_FIELD_NUMBER: _ClassVar[int]
     shard_map: _types_pb2.ShardMap
     shards: _containers.RepeatedCompositeFieldContainer[ShardInfo]
-    def __init__(self, shard_map: _Optional[_Union[_types_pb2.ShardMap, _Mapping]] = ..., shards: _Optional[_Iterable[_Union[ShardInfo, _Mapping]]] = ...) -> None: ...
+    bus_port_offset: int
+    def __init__(self, shard_map: _Optional[_Union[_types_pb2.ShardMap, _Mapping]] = ..., shards: _Optional[_Iterable[_Union[ShardInfo, _Mapping]]] = ..., bus_port_offset: _Optional[int] = ...) -> None: ...
 
 class StatusRequest(_message.Message):
     __slots__ = ()
