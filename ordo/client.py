@@ -48,7 +48,7 @@ T = TypeVar("T")
 log = logging.getLogger("ordo.client")
 
 DEFAULT_TIMEOUT_S = 10.0
-# After a bus port does not answer, streams use gRPC for this long.
+# After a service's bus port does not answer, its streams use gRPC this long.
 BUS_RETRY_S = 30.0
 
 
@@ -208,8 +208,7 @@ class _Pipe:
                     continue
                 batch, self.outbox = self.outbox, []
                 await call.write(self.message(batch))
-        except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError,
-                errors.OrdoError) as error:
+        except Exception as error:  # a write on a broken stream, a failure to open it
             self._broken(error)
 
     async def _receive(self, call: Any) -> None:
@@ -224,7 +223,7 @@ class _Pipe:
                     else:
                         future.set_exception(errors.from_status_bytes(reply.error))
             self._broken(None)
-        except (grpc.aio.AioRpcError, errors.OrdoError) as error:
+        except Exception as error:  # a broken stream, a failure to open it
             self._broken(error)
 
     def _broken(self, error: BaseException | None) -> None:
@@ -247,6 +246,8 @@ class _Pipe:
             failure = error
         elif isinstance(error, errors.OrdoError):
             failure = errors.Unavailable(f"{self.what} stream broke: {error.message}")
+        elif error is not None:
+            failure = errors.Unavailable(f"{self.what} stream broke: {error!r}")
         else:
             failure = errors.Unavailable(f"{self.what} stream ended")
         self.outbox = []
@@ -324,11 +325,24 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
 class _Opening:
     """A stream call that is still being opened (on the bus, or on gRPC
     once the bus is found missing), used meanwhile like a grpc.aio call:
-    writes and reads wait for it, and a failure to open breaks the stream."""
+    writes and reads wait for it, and a failure to open breaks the stream.
 
-    def __init__(self, opening: Awaitable[Any]) -> None:
+    ``unheard`` is called when a bus stream breaks before its first
+    message: whatever listens at the bus port is not serving it (a load
+    balancer without a backend, another service), so the caller may stop
+    trying the bus there for a while."""
+
+    def __init__(self, opening: Awaitable[Any], unheard: Callable[[], None]) -> None:
+        self.unheard = unheard
+        self.cancelled = False
         self.opening: asyncio.Future[Any] = asyncio.ensure_future(opening)
-        self.opening.add_done_callback(_retrieve)
+        self.opening.add_done_callback(self._opened)
+
+    def _opened(self, opening: asyncio.Future[Any]) -> None:
+        if opening.cancelled() or opening.exception() is not None:
+            return
+        if self.cancelled:  # cancelled just as it opened: close what opened
+            opening.result().cancel()
 
     async def write(self, message: Any) -> None:
         await (await asyncio.shield(self.opening)).write(message)
@@ -337,13 +351,23 @@ class _Opening:
         return self._iterate()
 
     async def _iterate(self) -> AsyncIterator[Any]:
-        async for message in await asyncio.shield(self.opening):
-            yield message
+        call = await asyncio.shield(self.opening)
+        heard = False
+        try:
+            async for message in call:
+                heard = True
+                yield message
+        except errors.Unavailable:
+            if not heard and isinstance(call, bus.Call):
+                self.unheard()
+            raise
+        if not heard and isinstance(call, bus.Call):
+            self.unheard()
 
     def cancel(self) -> None:
+        self.cancelled = True
         if self.opening.done():
-            if not self.opening.cancelled() and self.opening.exception() is None:
-                self.opening.result().cancel()
+            self._opened(self.opening)
         else:
             self.opening.cancel()
 
@@ -398,7 +422,8 @@ class AsyncClient:
         self._shard_map: ShardMap | None = None
         self._shard_addrs: list[str] = []
         self._bus_offset: int | None = None  # as the coordinator reports it
-        self._bus_down_until = 0.0  # monotonic; streams use gRPC until then
+        # By gRPC address: until when (monotonic) streams there use gRPC.
+        self._bus_down: dict[str, float] = {}
         self._shards: list[shard_pb2_grpc.ShardServiceStub] = []
         self._shard_channels: list[grpc.aio.Channel] = []
         self._pipe: _Pipe | None = None
@@ -489,9 +514,15 @@ class AsyncClient:
     ) -> Any:
         """A multiplexed stream to the service at ``address``: on the bus when
         the cluster runs one (see ``bus`` in the constructor), else gRPC."""
-        if not self.use_bus or self._tls_system_roots or time.monotonic() < self._bus_down_until:
+        if (not self.use_bus or self._tls_system_roots
+                or time.monotonic() < self._bus_down.get(address, 0.0)):
             return grpc_call()
-        return _Opening(self._open_bus_stream(address, method, parse, grpc_call))
+        return _Opening(self._open_bus_stream(address, method, parse, grpc_call),
+                        lambda: self._bus_is_down(address, "the bus stream broke unanswered"))
+
+    def _bus_is_down(self, address: str, why: str) -> None:
+        log.info("%s: %s; streams there use gRPC for %.0f s", address, why, BUS_RETRY_S)
+        self._bus_down[address] = time.monotonic() + BUS_RETRY_S
 
     async def _open_bus_stream(
         self, address: str, method: str, parse: Callable[[bytes], Any],
@@ -507,12 +538,11 @@ class AsyncClient:
                 bus.address(address, self._bus_offset), method, parse,
                 self._transport.tls, self._transport.token,
             )
-        except errors.Unavailable as error:
+        except Exception as error:
             # A firewall, a proxy that forwards gRPC only, a service that is
-            # restarting: gRPC works wherever the bus does not.
-            log.info("bus unreachable (%s); streams use gRPC for %.0f s", error.message,
-                     BUS_RETRY_S)
-            self._bus_down_until = time.monotonic() + BUS_RETRY_S
+            # restarting, an address whose port plus the offset is no port:
+            # gRPC works wherever the bus does not.
+            self._bus_is_down(address, f"bus unreachable ({error})")
             return grpc_call()
 
     @property

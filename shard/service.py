@@ -375,7 +375,8 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
                             await asyncio.wait((future,), timeout=left)
                         if not future.done():
                             await self._flush(batch)
-                            batch = _Batch()
+                            # This entry begins the next batch (and its delay).
+                            batch = _Batch(started=loop.time())
                     remote.update(await future)
                 self._apply(batch, item, remote)
                 self.writers.done(position, item.writes)

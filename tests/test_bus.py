@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ordo import bus, errors, security
+from ordo.cli import port_free
 from ordo.v1 import shard_pb2 as spb
 from tests.conftest import stream_transport
 
@@ -344,9 +345,13 @@ async def test_a_client_carries_its_streams_on_the_bus(cluster: Any) -> None:
         assert {stream_transport(p) for p in plain._get_pipes.values()} == {"grpc"}
 
 
-async def test_a_client_uses_grpc_where_the_bus_does_not_answer(cluster: Any) -> None:
+@pytest.mark.parametrize("bus_port", ["closed", "not-a-bus"])
+async def test_a_client_uses_grpc_where_the_bus_does_not_answer(
+    cluster: Any, bus_port: str,
+) -> None:
     """Behind a proxy that forwards the gRPC port alone, the client's
-    transactions still go through, on gRPC."""
+    transactions still go through, on gRPC: whether nothing listens at the
+    bus port or something there accepts and hangs up."""
     import ordo
     from ordo.cli import dev_bus_port_offset
 
@@ -366,15 +371,22 @@ async def test_a_client_uses_grpc_where_the_bus_does_not_answer(cluster: Any) ->
         await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer),
                              return_exceptions=True)
 
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
     offset = dev_bus_port_offset(cluster.shards)
-    for _ in range(20):  # a proxy port whose bus port (port + offset) is closed
+    servers: list[asyncio.Server] = []
+    for _ in range(20):  # a proxy port whose bus port (port + offset) is free
         proxy = await asyncio.start_server(forward, "127.0.0.1", 0)
         port = proxy.sockets[0].getsockname()[1]
-        if not _listening(f"127.0.0.1:{port + offset}"):
+        if port_free(port + offset, "127.0.0.1"):
+            servers.append(proxy)
             break
         proxy.close()
     else:
-        raise AssertionError("no proxy port with a closed bus port")
+        raise AssertionError("no proxy port with a free bus port")
+    if bus_port == "not-a-bus":
+        servers.append(await asyncio.start_server(hang_up, "127.0.0.1", port + offset))
     try:
         async with ordo.connect(f"127.0.0.1:{port}", timeout=5) as db:
             key = f"proxied:{uuid.uuid4().hex}"
@@ -383,7 +395,8 @@ async def test_a_client_uses_grpc_where_the_bus_does_not_answer(cluster: Any) ->
             assert await db.get(key, min_position=r.position) == 7
             assert stream_transport(db._pipe) == "grpc"
     finally:
-        proxy.close()
+        for server in servers:
+            server.close()
 
 
 async def test_a_failing_handler_answers_internal_and_the_server_goes_on() -> None:

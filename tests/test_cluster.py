@@ -5,13 +5,17 @@ from __future__ import annotations
 import asyncio
 import random
 import signal
+import tempfile
+import time
+import urllib.request
 import uuid
 
 import pytest
 
 import ordo
 from ordo.core.partition import ShardMap
-from tests.conftest import Cluster
+from shard.service import BLOCKED_FLUSH_DELAY_S
+from tests.conftest import Cluster, free_port_block
 
 pytestmark = pytest.mark.cluster
 
@@ -161,6 +165,57 @@ async def test_a_shard_waiting_on_a_paused_peer_reports_what_it_applied(
             peer.send_signal(signal.SIGCONT)
         assert (await db.result(position=logged[5].position, timeout=10)).succeeded
         assert await db.get(a) == 105
+
+
+def _counter(port: int, name: str) -> float:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split(" ")[1])
+    raise AssertionError(f"no metric {name}")
+
+
+async def test_a_chain_across_two_shards_is_not_flushed_per_transaction() -> None:
+    """Hot keys split across two shards: each transaction of a chain waits on
+    the other shard for the state its predecessor left. The applier goes on
+    through such short waits and writes the chain in a few batches, not one
+    write (and one results message) per transaction."""
+    chain = 100
+    with tempfile.TemporaryDirectory(prefix="ordo-test-") as data:
+        metrics = free_port_block(1)
+        c = Cluster(shards=2, data=data, port=free_port_block(3),
+                    per_process={1: ["--metrics-port", str(metrics)]})
+        c.start()
+        try:
+            a, b = _keys_on_distinct_shards(f"chain:{uuid.uuid4().hex}:", 2)
+            async with ordo.connect(c.address) as db:
+                await db.txn(then=[ordo.put(a, 1000), ordo.put(b, 1000)])
+                flushes = _counter(metrics, "ordo_shard_flush_seconds_count")
+                for proc in c.procs[1:]:
+                    proc.send_signal(signal.SIGSTOP)
+                try:
+                    # Logged while the shards sleep: one log batch, all queued.
+                    pairs = [(a, b) if k % 2 == 0 else (b, a) for k in range(chain)]
+                    logged = await asyncio.gather(*[
+                        db.txn(when=[ordo.int_value(x) >= 1],
+                               then=[ordo.add(x, -1), ordo.add(y, 1)], wait="logged")
+                        for x, y in pairs
+                    ])
+                finally:
+                    for proc in c.procs[1:]:
+                        proc.send_signal(signal.SIGCONT)
+                started = time.monotonic()
+                for r in logged:
+                    assert (await db.result(position=r.position, timeout=20)).succeeded
+                elapsed = time.monotonic() - started
+                assert await db.get(a) + await db.get(b) == 2000
+            written = _counter(metrics, "ordo_shard_flush_seconds_count") - flushes
+            # About one write per BLOCKED_FLUSH_DELAY_S of the chain, however
+            # long it took; one per transaction before.
+            assert written <= min(chain / 2, 2 + elapsed / BLOCKED_FLUSH_DELAY_S), (
+                f"{written:.0f} writes for a chain of {chain} in {elapsed:.3f} s")
+        finally:
+            assert c.stop() == [0, 0, 0], c.logs()
 
 
 async def test_type_error_aborts_on_every_shard_with_no_writes(cluster: Cluster) -> None:
