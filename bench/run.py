@@ -344,8 +344,8 @@ def plans_for(workload: str, args: argparse.Namespace) -> list[Plan]:
 
 
 def _shard_spec(spec: str) -> tuple[int, int, bool]:
-    """``N`` or ``NxP``, ``g`` at the end for the internal streams on gRPC
-    instead of the bus: (shards, shards per process, bus)."""
+    """``N`` or ``NxP``, ``g`` at the end for every stream (internal and the
+    client's) on gRPC instead of the bus: (shards, shards per process, bus)."""
     spec = spec.strip()
     bus = not spec.endswith("g")
     shards, _, processes = spec.removesuffix("g").partition("x")
@@ -785,8 +785,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="comma list of " + ", ".join(WORKLOADS) + " (all)")
     p.add_argument("--shards", default="1,3,3x1,3g",
                    help="ordo shard counts, each N (a process per shard) or NxP (N shards "
-                        "hosted by P processes), g at the end for the internal streams on "
-                        "gRPC instead of the bus (1,3,3x1,3g)")
+                        "hosted by P processes), g at the end for every stream on gRPC "
+                        "instead of the bus (1,3,3x1,3g)")
     p.add_argument("--pg-variants", default="serializable,serializable-ordered,read-committed",
                    help="PostgreSQL transfer variants: serializable (debit, then credit), "
                         "serializable-ordered (the two UPDATEs in account order), "
@@ -835,7 +835,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.shard_counts = [_shard_spec(s) for s in args.shards.split(",") if s.strip()]
     except ValueError:
         p.error("--shards takes shard counts, each N (one process per shard) or NxP "
-                "(N shards in P processes, P dividing N), then g for the internal streams "
+                "(N shards in P processes, P dividing N), then g for every stream "
                 "on gRPC instead of the bus")
     args.pg_variant_list = [v.strip() for v in args.pg_variants.split(",") if v.strip()]
     for v in args.pg_variant_list:

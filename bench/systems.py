@@ -351,7 +351,7 @@ def _deadline_left(deadline: float) -> float:
 
 def ordo_label(shards: int, per_process: int = 1, bus: bool = True) -> str:
     """``ordo-3``: a process per shard; ``ordo-3x1``: three shards in one process;
-    ``-grpc`` at the end: the internal streams on gRPC instead of the bus."""
+    ``-grpc`` at the end: every stream on gRPC instead of the bus."""
     label = f"ordo-{shards}" if per_process == 1 else f"ordo-{shards}x{shards // per_process}"
     return label if bus else label + "-grpc"
 
@@ -383,8 +383,8 @@ class OrdoTarget(Target):
         hosting = ("" if self.per_process == 1 else
                    f" in {self.shards // self.per_process} shard process(es), {self.per_process} "
                    "each (co-located shards read each other's inputs directly)")
-        transport = ("internal streams on the bus" if self.bus else
-                     "internal streams on gRPC (--bus-port-offset 0)")
+        transport = ("internal and client streams on the bus" if self.bus else
+                     "every stream on gRPC (--bus-port-offset 0)")
         return (f"{self.shards} shard(s){hosting}, {transport}, default settings (the "
                 "coordinator fsyncs each sequencer batch before answering; shards fsync their "
                 "applied batches)")
