@@ -247,6 +247,9 @@ class _Pipe:
         elif isinstance(error, errors.OrdoError):
             failure = errors.Unavailable(f"{self.what} stream broke: {error.message}")
         elif error is not None:
+            if not isinstance(error, (grpc.aio.UsageError, asyncio.InvalidStateError)):
+                # Not a transport failure: keep the traceback for the bug report.
+                log.warning("%s stream failed", self.what, exc_info=error)
             failure = errors.Unavailable(f"{self.what} stream broke: {error!r}")
         else:
             failure = errors.Unavailable(f"{self.what} stream ended")
@@ -327,14 +330,16 @@ class _Opening:
     once the bus is found missing), used meanwhile like a grpc.aio call:
     writes and reads wait for it, and a failure to open breaks the stream.
 
-    ``unheard`` is called when a bus stream breaks before its first
-    message: whatever listens at the bus port is not serving it (a load
-    balancer without a backend, another service), so the caller may stop
+    ``unheard`` is called when a bus stream breaks or fails before its first
+    message (other than by refusing the token): whatever listens at the bus
+    port is not serving it (a load balancer without a backend, another
+    service, an older ordo without the method), so the caller may stop
     trying the bus there for a while."""
 
     def __init__(self, opening: Awaitable[Any], unheard: Callable[[], None]) -> None:
         self.unheard = unheard
         self.cancelled = False
+        self.heard = False
         self.opening: asyncio.Future[Any] = asyncio.ensure_future(opening)
         self.opening.add_done_callback(self._opened)
 
@@ -345,23 +350,31 @@ class _Opening:
             opening.result().cancel()
 
     async def write(self, message: Any) -> None:
-        await (await asyncio.shield(self.opening)).write(message)
+        call = await asyncio.shield(self.opening)
+        try:
+            await call.write(message)
+        except errors.Unavailable:
+            self._broke_unheard(call)
+            raise
 
     def __aiter__(self) -> AsyncIterator[Any]:
         return self._iterate()
 
     async def _iterate(self) -> AsyncIterator[Any]:
         call = await asyncio.shield(self.opening)
-        heard = False
         try:
             async for message in call:
-                heard = True
+                self.heard = True
                 yield message
-        except errors.Unavailable:
-            if not heard and isinstance(call, bus.Call):
-                self.unheard()
+        except errors.OrdoError as error:
+            if error.code not in _REFUSED:
+                self._broke_unheard(call)
             raise
-        if not heard and isinstance(call, bus.Call):
+        self._broke_unheard(call)
+
+    def _broke_unheard(self, call: Any) -> None:
+        if not self.heard and isinstance(call, bus.Call):
+            self.heard = True  # once
             self.unheard()
 
     def cancel(self) -> None:

@@ -375,9 +375,12 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
                             await asyncio.wait((future,), timeout=left)
                         if not future.done():
                             await self._flush(batch)
-                            # This entry begins the next batch (and its delay).
-                            batch = _Batch(started=loop.time())
+                            batch = _Batch()
                     remote.update(await future)
+                if not batch.count:
+                    # This entry begins the batch (and its delay) once its
+                    # inputs are in, whether or not it waited for them.
+                    batch.started = loop.time()
                 self._apply(batch, item, remote)
                 self.writers.done(position, item.writes)
             batch.count += 1

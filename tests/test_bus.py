@@ -345,13 +345,14 @@ async def test_a_client_carries_its_streams_on_the_bus(cluster: Any) -> None:
         assert {stream_transport(p) for p in plain._get_pipes.values()} == {"grpc"}
 
 
-@pytest.mark.parametrize("bus_port", ["closed", "not-a-bus"])
+@pytest.mark.parametrize("bus_port", ["closed", "not-a-bus", "without-the-method"])
 async def test_a_client_uses_grpc_where_the_bus_does_not_answer(
     cluster: Any, bus_port: str,
 ) -> None:
     """Behind a proxy that forwards the gRPC port alone, the client's
     transactions still go through, on gRPC: whether nothing listens at the
-    bus port or something there accepts and hangs up."""
+    bus port, something there accepts and hangs up, or a bus there does not
+    serve the method (an older ordo, mid-upgrade)."""
     import ordo
     from ordo.cli import dev_bus_port_offset
 
@@ -387,6 +388,9 @@ async def test_a_client_uses_grpc_where_the_bus_does_not_answer(
         raise AssertionError("no proxy port with a free bus port")
     if bus_port == "not-a-bus":
         servers.append(await asyncio.start_server(hang_up, "127.0.0.1", port + offset))
+    other_bus = bus.Server(f"127.0.0.1:{port + offset}", {})
+    if bus_port == "without-the-method":
+        await other_bus.start()
     try:
         async with ordo.connect(f"127.0.0.1:{port}", timeout=5) as db:
             key = f"proxied:{uuid.uuid4().hex}"
@@ -394,9 +398,14 @@ async def test_a_client_uses_grpc_where_the_bus_does_not_answer(
             assert r.succeeded
             assert await db.get(key, min_position=r.position) == 7
             assert stream_transport(db._pipe) == "grpc"
+            # Only the coordinator's bus is missing here: reads (straight to
+            # the shards) stay on theirs.
+            assert {stream_transport(p) for p in db._get_pipes.values()} == {"bus"}
     finally:
         for server in servers:
             server.close()
+        if bus_port == "without-the-method":
+            await other_bus.stop()
 
 
 async def test_a_failing_handler_answers_internal_and_the_server_goes_on() -> None:
