@@ -434,7 +434,7 @@ class AsyncClient:
         self._stub: coordinator_pb2_grpc.CoordinatorServiceStub | None = None
         self._shard_map: ShardMap | None = None
         self._shard_addrs: list[str] = []
-        self._bus_offset: int | None = None  # as the coordinator reports it
+        self._info: cpb.ClusterInfoResponse | None = None  # asked once per connection
         # By gRPC address: until when (monotonic) streams there use gRPC.
         self._bus_down: dict[str, float] = {}
         self._shards: list[shard_pb2_grpc.ShardServiceStub] = []
@@ -475,7 +475,7 @@ class AsyncClient:
         for ch in self._shard_channels:
             await ch.close()
         self._shard_channels, self._shards, self._shard_map = [], [], None
-        self._bus_offset = None
+        self._info = None
         if self._pipe is not None:
             await self._pipe.close()
             self._pipe = None
@@ -541,14 +541,13 @@ class AsyncClient:
         self, address: str, method: str, parse: Callable[[bytes], Any],
         grpc_call: Callable[[], Any],
     ) -> Any:
-        if self._bus_offset is None:
-            info = await self.stub.ClusterInfo(cpb.ClusterInfoRequest(), timeout=self.timeout)
-            self._bus_offset = int(info.bus_port_offset)
-        if not self._bus_offset:
+        # One try: if it fails, the stream breaks and its callers retry.
+        offset = int((await self._cluster_info(retry=False)).bus_port_offset)
+        if not offset:
             return grpc_call()
         try:
             return await bus.Call.open(
-                bus.address(address, self._bus_offset), method, parse,
+                bus.address(address, offset), method, parse,
                 self._transport.tls, self._transport.token,
             )
         except Exception as error:
@@ -564,11 +563,19 @@ class AsyncClient:
             raise errors.Cancelled("the client is not connected")
         return self._stub
 
+    async def _cluster_info(self, retry: bool = True) -> cpb.ClusterInfoResponse:
+        """The coordinator's ClusterInfo (shard map, shard addresses, bus
+        offset), asked once and shared by routing and stream opening."""
+        if self._info is None:
+            def ask(left: float) -> Awaitable[cpb.ClusterInfoResponse]:
+                return self.stub.ClusterInfo(cpb.ClusterInfoRequest(), timeout=left)
+
+            self._info = await (self._call(ask, None) if retry else ask(self.timeout))
+        return self._info
+
     async def _routing(self) -> tuple[ShardMap, list[shard_pb2_grpc.ShardServiceStub]]:
         if self._shard_map is None:
-            info = await self._call(
-                lambda left: self.stub.ClusterInfo(cpb.ClusterInfoRequest(), timeout=left), None
-            )
+            info = await self._cluster_info()
             shard_map = ShardMap(info.shard_map.shard_count, info.shard_map.partitioner)
             addresses = [s.address for s in sorted(info.shards, key=lambda s: s.shard)]
             if self.shard_addresses is not None:
@@ -580,7 +587,6 @@ class AsyncClient:
                 addresses = list(self.shard_addresses)
             channels = [self._dial(address) for address in addresses]
             self._shard_addrs = addresses
-            self._bus_offset = int(info.bus_port_offset)
             self._shard_channels = channels
             self._shards = [shard_pb2_grpc.ShardServiceStub(ch) for ch in channels]
             self._shard_map = shard_map
