@@ -260,24 +260,36 @@ def cmd_dev(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------ client
 
 
+class UsageError(Exception):
+    """Input a command cannot use: printed as ``ordo <command>: <message>``
+    with exit status 2, and nothing is sent."""
+
+
 def _parse_value(text: str, kind: str) -> Any:
-    if kind == "int":
-        return int(text)
-    if kind == "bytes":
-        return text.encode()
-    if kind == "json":
-        return _json_to_value(json.loads(text))
+    try:
+        if kind == "int":
+            return int(text)
+        if kind == "bytes":
+            return text.encode()
+        if kind == "json":
+            return _json_to_value(json.loads(text))
+    except ValueError as error:  # json.JSONDecodeError is a ValueError too
+        raise UsageError(f"not a value of type {kind}: {text!r} ({error})") from None
     return text
 
 
 def _json_to_value(obj: Any) -> Any:
     """JSON to an ordo value: numbers are ints, strings text, {"bytes": b64} bytes."""
     if isinstance(obj, dict) and set(obj) == {"bytes"}:
-        return base64.b64decode(obj["bytes"])
+        try:
+            return base64.b64decode(obj["bytes"], validate=True)
+        except (TypeError, ValueError):
+            raise ValueError(f"not base64: {obj['bytes']!r}") from None
     if isinstance(obj, list):
         return [_json_to_value(x) for x in obj]
     if isinstance(obj, bool) or not isinstance(obj, (int, str)):
-        raise ValueError(f"not an ordo value: {obj!r}")
+        raise ValueError(f"not an ordo value: {json.dumps(obj)} (an integer, a string, "
+                         '{"bytes": base64} or a list of them)')
     return obj
 
 
@@ -296,28 +308,100 @@ def _key_out(key: Any) -> Any:
     return key.decode("utf-8", "backslashreplace") if isinstance(key, bytes) else key
 
 
-def _txn_from_json(doc: dict[str, Any]) -> dict[str, Any]:
+_TXN_FIELDS = ("when", "then", "otherwise")
+_TARGETS = ("value", "int_value", "version", "exists")
+_OPERATORS = {"=": "__eq__", "==": "__eq__", "!=": "__ne__", "<": "__lt__", "<=": "__le__",
+              ">": "__gt__", ">=": "__ge__"}
+_OP_FIELDS = {"put": ("value",), "add": ("value",), "append": ("value",), "get": (),
+              "delete": (), "range": ("limit",)}
+
+
+def _txn_from_json(text: str) -> dict[str, Any]:
+    """``ordo txn``'s JSON document to ``txn()`` arguments; a UsageError
+    naming the part at fault for anything else (a misspelt field included:
+    a transaction must not run without the part its author meant)."""
     import ordo
 
-    targets = {"value": ordo.value, "int_value": ordo.int_value, "version": ordo.version,
-               "exists": ordo.exists}
-    operators = {"=": "__eq__", "==": "__eq__", "!=": "__ne__", "<": "__lt__", "<=": "__le__",
-                 ">": "__gt__", ">=": "__ge__"}
-    when = []
-    for c in doc.get("when", []):
-        operand = targets[c.get("target", "value")](c["key"])
-        when.append(getattr(operand, operators[c.get("op", "=")])(_json_to_value(c["value"])))
+    try:
+        doc = json.loads(text)
+    except ValueError as error:
+        raise UsageError(f"not JSON: {error}") from None
 
-    def op(o: dict[str, Any]) -> Any:
+    def fields(obj: Any, where: str, required: tuple[str, ...],
+               optional: tuple[str, ...]) -> dict[str, Any]:
+        if not isinstance(obj, dict):
+            raise UsageError(f"{where}: expected an object, got {json.dumps(obj)}")
+        unknown = sorted(set(obj) - set(required) - set(optional))
+        if unknown:
+            allowed = ", ".join(required + optional)
+            raise UsageError(f"{where}: unknown field {unknown[0]!r} (allowed: {allowed})")
+        for name in required:
+            if name not in obj:
+                raise UsageError(f"{where}: missing {name!r}")
+        if "key" in obj and not isinstance(obj["key"], str):
+            raise UsageError(f"{where}: the key must be a string")
+        return obj
+
+    def items(name: str) -> list[Any]:
+        got = doc.get(name, [])
+        if not isinstance(got, list):
+            raise UsageError(f"{name!r} must be a list")
+        return got
+
+    def value(obj: dict[str, Any], where: str) -> Any:
+        try:
+            return _json_to_value(obj["value"])
+        except ValueError as error:
+            raise UsageError(f"{where}: {error}") from None
+
+    def condition(c: Any, where: str) -> Any:
+        c = fields(c, where, ("key",), ("target", "op", "value"))
+        target = c.get("target", "value")
+        if target not in _TARGETS:
+            raise UsageError(f"{where}: unknown target {target!r} (one of {', '.join(_TARGETS)})")
+        operator = c.get("op", "=")
+        if operator not in _OPERATORS:
+            raise UsageError(f"{where}: unknown operator {operator!r} "
+                             f"(one of {' '.join(_OPERATORS)})")
+        operand = getattr(ordo, target)(c["key"])
+        if target == "exists":
+            if not isinstance(c.get("value", True), bool) or operator not in ("=", "==", "!="):
+                raise UsageError(f"{where}: exists compares with = or != to true or false")
+            return getattr(operand, _OPERATORS[operator])(c.get("value", True))
+        if "value" not in c:
+            raise UsageError(f"{where}: missing 'value'")
+        try:
+            return getattr(operand, _OPERATORS[operator])(value(c, where))
+        except TypeError as error:  # a list of lists, say
+            raise UsageError(f"{where}: {error}") from None
+
+    def op(o: Any, where: str) -> Any:
+        if isinstance(o, dict) and "op" not in o:
+            raise UsageError(f"{where}: missing 'op' (one of {', '.join(_OP_FIELDS)})")
+        if isinstance(o, dict) and o["op"] not in _OP_FIELDS:
+            raise UsageError(f"{where}: unknown op {o.get('op')!r} (one of {', '.join(_OP_FIELDS)})")
+        extra = _OP_FIELDS[o["op"]] if isinstance(o, dict) else ()
+        required = ("op", "key") + (("value",) if extra == ("value",) else ())
+        o = fields(o, where, required, extra if extra == ("limit",) else ())
         kind = o["op"]
+        if kind == "range":
+            limit = o.get("limit", 0)
+            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+                raise UsageError(f"{where}: limit must be an integer >= 0")
+            return ordo.range(o["key"], limit)
         if kind in ("get", "delete"):
             return getattr(ordo, kind)(o["key"])
-        if kind == "range":
-            return ordo.range(o["key"], o.get("limit", 0))
-        return getattr(ordo, kind)(o["key"], _json_to_value(o["value"]))
+        try:
+            return getattr(ordo, kind)(o["key"], value(o, where))
+        except TypeError as error:  # add of a string, append of a list
+            raise UsageError(f"{where}: {error}") from None
 
-    return {"when": when, "then": [op(o) for o in doc.get("then", [])],
-            "otherwise": [op(o) for o in doc.get("otherwise", [])]}
+    fields(doc, "the transaction", (), _TXN_FIELDS)
+    return {
+        "when": [condition(c, f"when[{i}]") for i, c in enumerate(items("when"))],
+        "then": [op(o, f"then[{i}]") for i, o in enumerate(items("then"))],
+        "otherwise": [op(o, f"otherwise[{i}]") for i, o in enumerate(items("otherwise"))],
+    }
 
 
 def _print_result(result: Any) -> None:
@@ -350,8 +434,9 @@ def _client(args: argparse.Namespace) -> Any:
 
 
 def cmd_put(args: argparse.Namespace) -> int:
+    value = _parse_value(args.value, args.type)
     with _client(args) as db:
-        _print_result(db.put(args.key, _parse_value(args.value, args.type)))
+        _print_result(db.put(args.key, value))
     return 0
 
 
@@ -365,7 +450,7 @@ def cmd_get(args: argparse.Namespace) -> int:
 
 def cmd_txn(args: argparse.Namespace) -> int:
     text = sys.stdin.read() if args.json == "-" else args.json
-    spec = _txn_from_json(json.loads(text))
+    spec = _txn_from_json(text)
     with _client(args) as db:
         _print_result(db.txn(**spec, wait=args.wait))
     return 0
@@ -518,6 +603,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args))
     except KeyboardInterrupt:
         return 130
+    except UsageError as error:
+        print(f"ordo {args.command}: {error}", file=sys.stderr)
+        return 2
     except Exception as error:
         from ordo.errors import OrdoError
 
