@@ -21,6 +21,11 @@ Wire format. Every frame is a 4-byte big-endian length, then a kind byte,
 then the payload::
 
     HELLO    client, first frame: JSON {"method": "/ordo.v1.X/Y", "token": ...}
+    ACCEPT   server, empty, at once: the hello is taken (method served, token
+             allowed). The client waits up to ACCEPT_WAIT_S for it (or for the
+             STATUS that refuses the hello), so a port where something
+             accepts connections but is no bus (a proxy without a backend)
+             fails in seconds, not after SILENCE_S.
     MESSAGE  a serialized request (client) or response (server)
     STATUS   server, last frame: a serialized google.rpc.Status (the error)
     PING     either side, every PING_INTERVAL_S; a side that hears nothing
@@ -54,12 +59,13 @@ from ordo.security import TLSConfig
 log = logging.getLogger("ordo.bus")
 
 _HEADER = struct.Struct(">IB")
-HELLO, MESSAGE, STATUS, PING = 1, 2, 3, 4
+HELLO, MESSAGE, STATUS, PING, ACCEPT = 1, 2, 3, 4, 5
 HELLO_BYTES_MAX = 4096
 FRAME_BYTES_MAX = GRPC_MESSAGE_BYTES_MAX
 PING_INTERVAL_S = 5.0
 SILENCE_S = 20.0
 HANDSHAKE_S = 10.0  # to connect (and the TLS handshake), and for the hello to arrive
+ACCEPT_WAIT_S = 3.0  # for the server's answer to the hello
 WRITE_BUFFER_HIGH = 1 << 20  # bytes queued in the socket before a writer waits
 
 
@@ -285,6 +291,7 @@ class Server:
             return
         peer = conn.writer.get_extra_info("peername")
         context = _Context(metadata, f"bus:{peer}")
+        conn.send(ACCEPT, b"")
         conn.start_pings()
         await self._run(conn, entry, context)
 
@@ -419,6 +426,29 @@ class Call:
             raise errors.Unavailable(f"bus {addr}: {error}") from None
         conn = _Connection(reader, writer)
         conn.send(HELLO, json.dumps({"method": method, "token": token or ""}).encode())
+        try:
+            frame = await asyncio.wait_for(conn.receive(), ACCEPT_WAIT_S)
+        except TimeoutError:
+            conn.close()
+            raise errors.Unavailable(
+                f"bus {addr}: no answer to the hello in {ACCEPT_WAIT_S:g} s"
+            ) from None
+        except errors.OrdoError as error:  # a frame over the limit
+            conn.close()
+            raise errors.Unavailable(f"bus {addr}: {error.message}") from None
+        except BaseException:  # cancelled
+            conn.close()
+            raise
+        if frame is None or frame[0] != ACCEPT:
+            conn.close()
+            if frame is not None and frame[0] == STATUS and frame[1]:
+                try:
+                    error = errors.from_status_bytes(frame[1])
+                except Exception:
+                    raise errors.Unavailable(f"bus {addr}: status does not parse") from None
+                raise error
+            what = "hung up" if frame is None else f"answered with frame {frame[0]}"
+            raise errors.Unavailable(f"bus {addr}: {what} instead of accepting the hello")
         conn.start_pings()
         return cls(conn, parse)
 

@@ -330,11 +330,12 @@ class _Opening:
     once the bus is found missing), used meanwhile like a grpc.aio call:
     writes and reads wait for it, and a failure to open breaks the stream.
 
-    ``unheard`` is called when a bus stream breaks or fails before its first
-    message (other than by refusing the token): whatever listens at the bus
-    port is not serving it (a load balancer without a backend, another
-    service, an older ordo without the method), so the caller may stop
-    trying the bus there for a while."""
+    ``unheard`` is called when a bus stream that opened (its hello was
+    accepted) breaks or fails before its first message, other than by
+    refusing the token, so the caller may stop trying the bus there for a
+    while. Whatever does not accept the hello (a load balancer without a
+    backend, another service, an older ordo without the method) already
+    fails the opening, see ``_open_bus_stream``."""
 
     def __init__(self, opening: Awaitable[Any], unheard: Callable[[], None]) -> None:
         self.unheard = unheard
@@ -550,11 +551,17 @@ class AsyncClient:
                 bus.address(address, offset), method, parse,
                 self._transport.tls, self._transport.token,
             )
-        except Exception as error:
+        except errors.OrdoError as error:
+            if error.code in _REFUSED:
+                raise  # the token: gRPC would refuse it too
             # A firewall, a proxy that forwards gRPC only, a service that is
-            # restarting, an address whose port plus the offset is no port:
-            # gRPC works wherever the bus does not.
-            self._bus_is_down(address, f"bus unreachable ({error})")
+            # restarting, an older ordo without the method, an address whose
+            # port plus the offset is no port: gRPC works wherever the bus
+            # does not.
+            self._bus_is_down(address, f"bus unusable ({error.message})")
+            return grpc_call()
+        except Exception as error:  # a bad address, say
+            self._bus_is_down(address, f"bus unusable ({error})")
             return grpc_call()
 
     @property

@@ -103,10 +103,9 @@ async def test_errors_arrive_as_ordo_errors_with_details() -> None:
         assert info.value.oldest_position == 1000
         with pytest.raises(errors.FailedPrecondition, match="refused by abort"):
             await _results(addr, 998)
-        call = await bus.Call.open(addr, "/ordo.v1.ShardService/Nope", bytes)
-        await call.write(spb.StreamResultsRequest())
+        # A hello the server does not take is refused at once, by open().
         with pytest.raises(errors.OrdoError) as unknown:
-            await call.read()
+            await bus.Call.open(addr, "/ordo.v1.ShardService/Nope", bytes)
         # ordo has no class of its own for UNIMPLEMENTED; the message names it.
         assert "UNIMPLEMENTED" in unknown.value.message
     finally:
@@ -213,8 +212,20 @@ async def _raw(addr: str, *frames: tuple[int, bytes]) -> bytes:
     return data
 
 
+def _kinds(data: bytes) -> list[int]:
+    kinds = []
+    while data:
+        size, kind = struct.unpack(">IB", data[:5])
+        kinds.append(kind)
+        data = data[4 + size:]
+    return kinds
+
+
 def _status(data: bytes) -> errors.OrdoError:
+    """The STATUS frame of ``data``, after the ACCEPT of a hello taken."""
     size, kind = struct.unpack(">IB", data[:5])
+    if kind == bus.ACCEPT:
+        return _status(data[4 + size:])
     assert kind == bus.STATUS, kind
     return errors.from_status_bytes(data[5:4 + size])
 
@@ -241,6 +252,30 @@ async def test_hostile_frames_get_invalid_argument() -> None:
         await server.stop()
 
 
+async def test_open_fails_soon_where_something_accepts_and_says_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(bus, "ACCEPT_WAIT_S", 0.3)
+    heard: list[bytes] = []
+
+    async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        heard.append(await reader.read())
+        writer.close()
+
+    port = _port()
+    server = await asyncio.start_server(mute, "127.0.0.1", port)
+    try:
+        with pytest.raises(errors.Unavailable, match="no answer to the hello"):
+            await asyncio.wait_for(bus.Call.open(f"127.0.0.1:{port}", RESULTS, bytes), 5)
+        for _ in range(100):
+            if heard:
+                break
+            await asyncio.sleep(0.05)
+        assert heard and heard[0][4] == bus.HELLO  # it was asked, then the socket closed
+    finally:
+        server.close()
+
+
 async def test_a_silent_peer_is_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(bus, "PING_INTERVAL_S", 0.05)
     monkeypatch.setattr(bus, "SILENCE_S", 0.3)
@@ -252,7 +287,7 @@ async def test_a_silent_peer_is_dropped(monkeypatch: pytest.MonkeyPatch) -> None
         # A client that never pings: the server closes on it, and the
         # handler is closed with it.
         data = await _raw(addr, (bus.HELLO, hello), (bus.MESSAGE, request))
-        assert struct.unpack(">IB", data[:5])[1] == bus.PING
+        assert _kinds(data)[:2] == [bus.ACCEPT, bus.PING]
         await asyncio.wait_for(h.closed.wait(), 5)
     finally:
         await server.stop()
@@ -345,14 +380,16 @@ async def test_a_client_carries_its_streams_on_the_bus(cluster: Any) -> None:
         assert {stream_transport(p) for p in plain._get_pipes.values()} == {"grpc"}
 
 
-@pytest.mark.parametrize("bus_port", ["closed", "not-a-bus", "without-the-method"])
+@pytest.mark.parametrize("bus_port", ["closed", "not-a-bus", "silent", "without-the-method"])
 async def test_a_client_uses_grpc_where_the_bus_does_not_answer(
     cluster: Any, bus_port: str,
 ) -> None:
     """Behind a proxy that forwards the gRPC port alone, the client's
     transactions still go through, on gRPC: whether nothing listens at the
-    bus port, something there accepts and hangs up, or a bus there does not
-    serve the method (an older ordo, mid-upgrade)."""
+    bus port, something there accepts and hangs up, something there accepts
+    and says nothing (within the call's 5 s, far less than the bus's silence
+    limit), or a bus there does not serve the method (an older ordo,
+    mid-upgrade)."""
     import ordo
     from ordo.cli import dev_bus_port_offset
 
@@ -375,6 +412,10 @@ async def test_a_client_uses_grpc_where_the_bus_does_not_answer(
     async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.close()
 
+    async def say_nothing(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # until the client gives up and closes
+        writer.close()
+
     offset = dev_bus_port_offset(cluster.shards)
     servers: list[asyncio.Server] = []
     for _ in range(20):  # a proxy port whose bus port (port + offset) is free
@@ -386,8 +427,9 @@ async def test_a_client_uses_grpc_where_the_bus_does_not_answer(
         proxy.close()
     else:
         raise AssertionError("no proxy port with a free bus port")
-    if bus_port == "not-a-bus":
-        servers.append(await asyncio.start_server(hang_up, "127.0.0.1", port + offset))
+    if bus_port in ("not-a-bus", "silent"):
+        servers.append(await asyncio.start_server(
+            hang_up if bus_port == "not-a-bus" else say_nothing, "127.0.0.1", port + offset))
     other_bus = bus.Server(f"127.0.0.1:{port + offset}", {})
     if bus_port == "without-the-method":
         await other_bus.start()
@@ -548,9 +590,12 @@ async def test_a_connection_without_a_hello_is_closed(monkeypatch: pytest.Monkey
         await server.stop()
 
 
-async def test_a_status_that_does_not_parse_is_unavailable() -> None:
+@pytest.mark.parametrize("accepted", [True, False])
+async def test_a_status_that_does_not_parse_is_unavailable(accepted: bool) -> None:
     async def liar(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read(100)
+        if accepted:
+            writer.write(struct.pack(">IB", 1, bus.ACCEPT))
         payload = b"\xff\xff\xff"
         writer.write(struct.pack(">IB", len(payload) + 1, bus.STATUS) + payload)
         await writer.drain()
@@ -559,6 +604,10 @@ async def test_a_status_that_does_not_parse_is_unavailable() -> None:
     port = _port()
     server = await asyncio.start_server(liar, "127.0.0.1", port)
     try:
+        if not accepted:  # in place of the hello's answer
+            with pytest.raises(errors.Unavailable, match="status does not parse"):
+                await bus.Call.open(f"127.0.0.1:{port}", RESULTS, bytes)
+            return
         call = await bus.Call.open(f"127.0.0.1:{port}", RESULTS, bytes)
         await call.write(spb.StreamResultsRequest())
         with pytest.raises(errors.Unavailable):
