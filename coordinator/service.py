@@ -338,14 +338,7 @@ class Coordinator(
                 request = spb.StreamResultsRequest(
                     from_position=next_position, undecided_only=True
                 )
-                if self.transport.bus_port_offset:
-                    stream = await bus.open_stream(
-                        self.transport, self.config.shards[shard],
-                        "/ordo.v1.ShardService/StreamResults",
-                        spb.StreamResultsResponse.FromString, request,
-                    )
-                else:
-                    stream = self.shard_stubs[shard].StreamResults(request)
+                stream = await self._results_stream(shard, request)
                 async for message in stream:
                     backoff_s = 0.05
                     for result in message.results:
@@ -372,6 +365,15 @@ class Coordinator(
             self.shard_applied[shard] = None
             await asyncio.sleep(backoff_s)
             backoff_s = min(1.0, backoff_s * 2)
+
+    async def _results_stream(self, shard: int, request: spb.StreamResultsRequest) -> Any:
+        """A shard's StreamResults: on the bus when the cluster runs one."""
+        if self.transport.bus_port_offset:
+            return await bus.open_stream(
+                self.transport, self.config.shards[shard], "/ordo.v1.ShardService/StreamResults",
+                spb.StreamResultsResponse.FromString, request,
+            )
+        return self.shard_stubs[shard].StreamResults(request)
 
     def _deliver(self, shard: int, result: pb.ShardResult) -> None:
         pending = self.pending.get(result.position)
@@ -850,10 +852,26 @@ class Coordinator(
     ) -> AsyncIterator[cpb.SubscribeResponse]:
         start = max(1, request.from_position)
         self._check_retained(start)
-        streams = [
-            stub.StreamResults(spb.StreamResultsRequest(from_position=start, include_writes=True))
-            for stub in self.shard_stubs
-        ]
+        streams: list[Any] = []
+
+        def unavailable(
+            shard: int, error: grpc.aio.AioRpcError | errors.OrdoError
+        ) -> errors.OrdoError:
+            if isinstance(error, grpc.aio.AioRpcError):
+                error = errors.from_rpc_error(error)
+            if error.code not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
+                return error  # OUT_OF_RANGE below a shard's horizon, say: as the shard said
+            return errors.Unavailable(f"shard {shard} is unavailable ({error.message}); "
+                                      "resume later")
+
+        try:
+            for shard in range(len(self.shard_stubs)):
+                streams.append(await self._results_stream(shard, spb.StreamResultsRequest(
+                    from_position=start, include_writes=True)))
+        except errors.OrdoError as error:
+            for stream in streams:
+                stream.cancel()
+            raise unavailable(len(streams), error) from None
         buffers: list[collections.deque[pb.ShardResult]] = [
             collections.deque() for _ in streams
         ]
@@ -868,10 +886,8 @@ class Coordinator(
                     return buffer.popleft()
                 try:
                     message = await streams[shard].read()
-                except grpc.aio.AioRpcError as error:
-                    raise errors.Unavailable(
-                        f"shard {shard} is unavailable ({error.code().name}); resume later"
-                    ) from None
+                except (grpc.aio.AioRpcError, errors.OrdoError) as error:
+                    raise unavailable(shard, error) from None
                 if message is grpc.aio.EOF:
                     raise errors.Unavailable(f"shard {shard} closed its results stream")
                 buffer.extend(message.results)
