@@ -27,6 +27,8 @@ APPLY_QUEUE = Gauge("ordo_shard_apply_queue_depth", "Log entries received, not y
 APPLIED_TXNS = Counter("ordo_shard_transactions_applied_total",
                        "Transactions this shard took part in and applied")
 FLUSH_SECONDS = Histogram("ordo_shard_flush_seconds", "Time to write one applied batch")
+SYNC_SECONDS = Histogram("ordo_shard_sync_seconds",
+                         "Time to fsync the applied state (one sync covers every flush before it)")
 
 
 def serve(port: int, host: str = "127.0.0.1") -> None:

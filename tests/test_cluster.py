@@ -14,7 +14,7 @@ import pytest
 
 import ordo
 from ordo.core.partition import ShardMap
-from shard.service import BLOCKED_FLUSH_DELAY_S
+from shard.service import BLOCKED_FLUSH_DELAY_S, SYNC_INTERVAL_S
 from tests.conftest import Cluster, free_port_block
 
 pytestmark = pytest.mark.cluster
@@ -216,6 +216,43 @@ async def test_a_chain_across_two_shards_is_not_flushed_per_transaction() -> Non
                 f"{written:.0f} writes for a chain of {chain} in {elapsed:.3f} s")
         finally:
             assert c.stop() == [0, 0, 0], c.logs()
+
+
+async def test_a_shard_under_load_syncs_at_most_every_interval_and_catches_up() -> None:
+    """Flushes come every few milliseconds under load; the sync loop makes
+    them durable together, at most once per SYNC_INTERVAL_S, and the durable
+    applied position reaches the tail once the load stops."""
+    with tempfile.TemporaryDirectory(prefix="ordo-test-") as data:
+        metrics = free_port_block(1)
+        c = Cluster(shards=1, data=data, port=free_port_block(2),
+                    per_process={1: ["--metrics-port", str(metrics)]})
+        c.start()
+        try:
+            async with ordo.connect(c.address) as db:
+                syncs = _counter(metrics, "ordo_shard_sync_seconds_count")
+                flushes = _counter(metrics, "ordo_shard_flush_seconds_count")
+                started = time.monotonic()
+                stop = started + 1.5
+
+                async def writer(i: int) -> None:
+                    while time.monotonic() < stop:
+                        await db.put(f"sync:{i}", i)
+
+                await asyncio.gather(*(writer(i) for i in range(32)))
+                elapsed = time.monotonic() - started
+                tail = await db.tail()
+                for _ in range(100):
+                    status = await db.status()
+                    if status.shards[0].applied_position >= tail:
+                        break
+                    await asyncio.sleep(0.05)
+                assert status.shards[0].applied_position >= tail, "durable position stuck"
+            synced = _counter(metrics, "ordo_shard_sync_seconds_count") - syncs
+            written = _counter(metrics, "ordo_shard_flush_seconds_count") - flushes
+            assert 0 < synced <= 3 + elapsed / SYNC_INTERVAL_S, (
+                f"{synced:.0f} syncs for {written:.0f} flushes in {elapsed:.2f} s")
+        finally:
+            assert c.stop() == [0, 0], c.logs()
 
 
 async def test_type_error_aborts_on_every_shard_with_no_writes(cluster: Cluster) -> None:
