@@ -53,6 +53,7 @@ from bench.systems import (
     INITIAL_BALANCE,
     EtcdTarget,
     NotInstalled,
+    NullTarget,
     OrdoTarget,
     PostgresTarget,
     RedisTarget,
@@ -63,7 +64,7 @@ PUT_KEYS = 100_000
 PAYLOAD_BYTES = 100
 WORKLOADS = ("put", "transfer-low", "transfer-hot", "read-your-writes")
 ACCOUNTS = {"transfer-low": 10_000, "transfer-hot": 10}
-SYSTEMS = ("ordo", "etcd", "postgres", "redis")
+SYSTEMS = ("ordo", "etcd", "postgres", "redis", "null")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 PCTS = (0.50, 0.99, 0.999)
 
@@ -336,6 +337,8 @@ def plans_for(workload: str, args: argparse.Namespace) -> list[Plan]:
             out.append(Plan(workload, "postgres", lambda: PostgresTarget(args, None), c))
     if "redis" in args.system_list:
         out.append(Plan(workload, "redis", lambda: RedisTarget(args), c))
+    if "null" in args.system_list and workload == "put":
+        out.append(Plan(workload, "null", lambda: NullTarget(args), c))
     if workload == "put" and args.overload > 0 and "ordo" in args.system_list:
         s = args.overload_shards
         out.append(Plan(workload, f"ordo-{s}@{args.overload}",
@@ -779,8 +782,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.run",
                                 description=__doc__.split("\n")[0])
     p.add_argument("--systems", default=",".join(SYSTEMS),
-                   help="comma list of ordo, etcd, postgres, redis (all); "
-                        "--systems ordo is the ordo-only mode")
+                   help="comma list of ordo, etcd, postgres, redis, null (all); "
+                        "--systems ordo is the ordo-only mode; null: bench.null_ordo, a "
+                        "coordinator that answers every put at once, the ceiling of ordo's "
+                        "client and transport")
     p.add_argument("--workloads", default=",".join(WORKLOADS),
                    help="comma list of " + ", ".join(WORKLOADS) + " (all)")
     p.add_argument("--shards", default="1,3,3x1,3g",

@@ -28,6 +28,7 @@ import random
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -500,6 +501,35 @@ class OrdoTarget(Target):
                 db.get(account_key(i), min_position=tail, timeout=30.0)
                 for i in range(start, min(start + READ_CHUNK, n))))
         return out
+
+
+class NullTarget(OrdoTarget):
+    """``bench.null_ordo``: a coordinator that answers every submit at once,
+    reached through ordo's client like ordo itself (``put`` only). Its rate
+    is the ceiling of the client and the transport in this harness."""
+
+    system = "null"
+    profile_ok = False
+
+    def __init__(self, args: Any) -> None:
+        super().__init__(args, 1)
+        self.label = "null"
+        self.ports = 2  # gRPC, then the bus
+
+    def settings(self) -> str:
+        return ("bench.null_ordo: ClusterInfo and SubmitStream (bus) answered at once, "
+                "nothing validated, logged or applied; not durable, not a database")
+
+    async def start(self, data: str, port: int) -> None:
+        self.servers = servers = Servers(data)
+        root = str(Path(__file__).resolve().parent.parent)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ORDO_")}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+        servers.spawn("null", [sys.executable, "-m", "bench.null_ordo", "--listen",
+                               f"{HOST}:{port}", "--bus-port-offset", "1"], env=env)
+        self.address = f"{HOST}:{port}"
+        if not await asyncio.to_thread(wait_serving, [self.address], START_TIMEOUT_S):
+            raise RuntimeError("the null coordinator did not start:\n" + servers.log_tails())
 
 
 # -------------------------------------------------------------------- etcd
