@@ -796,6 +796,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="PostgreSQL transfer variants: serializable (debit, then credit), "
                         "serializable-ordered (the two UPDATEs in account order), "
                         "read-committed (in account order) (all three)")
+    p.add_argument("--null-fsync-linger-ms", type=float, default=None, metavar="MS",
+                   help="system null group-commits each burst of puts to a file with "
+                        "fdatasync, after lingering MS, before answering: the least a "
+                        "durable coordinator could do (default: it answers at once)")
     p.add_argument("--concurrency", type=int, default=32, help="closed-loop workers (32)")
     p.add_argument("--clients", type=int, default=4,
                    help="ordo AsyncClients / etcd gRPC channels shared by the workers (4)")

@@ -517,6 +517,11 @@ class NullTarget(OrdoTarget):
         self.ports = 2  # gRPC, then the bus
 
     def settings(self) -> str:
+        linger = self.args.null_fsync_linger_ms
+        if linger is not None:
+            return ("bench.null_ordo --fsync: each burst of submits appended to a file and "
+                    f"fdatasync-ed before it is answered (group commit, {linger:g} ms linger), "
+                    "nothing validated or applied; not a database")
         return ("bench.null_ordo: ClusterInfo and SubmitStream (bus) answered at once, "
                 "nothing validated, logged or applied; not durable, not a database")
 
@@ -525,8 +530,12 @@ class NullTarget(OrdoTarget):
         root = str(Path(__file__).resolve().parent.parent)
         env = {k: v for k, v in os.environ.items() if not k.startswith("ORDO_")}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
-        servers.spawn("null", [sys.executable, "-m", "bench.null_ordo", "--listen",
-                               f"{HOST}:{port}", "--bus-port-offset", "1"], env=env)
+        cmd = [sys.executable, "-m", "bench.null_ordo", "--listen", f"{HOST}:{port}",
+               "--bus-port-offset", "1"]
+        if self.args.null_fsync_linger_ms is not None:
+            cmd += ["--fsync", os.path.join(data, "null.log"),
+                    "--linger-ms", str(self.args.null_fsync_linger_ms)]
+        servers.spawn("null", cmd, env=env)
         self.address = f"{HOST}:{port}"
         if not await asyncio.to_thread(wait_serving, [self.address], START_TIMEOUT_S):
             raise RuntimeError("the null coordinator did not start:\n" + servers.log_tails())
