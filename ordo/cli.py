@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ordo.config import DEFAULT_ADDRESS
@@ -258,6 +259,21 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------ client
+
+
+def _at_least(low: int) -> Callable[[str], int]:
+    """An argparse type: an integer, ``low`` or more."""
+
+    def parse(text: str) -> int:
+        try:
+            number = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if number < low:
+            raise argparse.ArgumentTypeError(f"{number} is less than {low}")
+        return number
+
+    return parse
 
 
 class UsageError(Exception):
@@ -565,22 +581,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = client_parser("get", "read a key")
     p.add_argument("key")
-    p.add_argument("--min-position", type=int, default=None,
+    p.add_argument("--min-position", type=_at_least(0), default=None,
                    help="read at least at this position (default: linearizable)")
-    p.add_argument("--at", type=int, default=None, help="read exactly as of this position")
+    p.add_argument("--at", type=_at_least(1), default=None,
+                   help="read exactly as of this position")
     p.set_defaults(func=cmd_get)
 
     p = client_parser("history", "a key's retained versions")
     p.add_argument("key")
-    p.add_argument("--from", dest="from_position", type=int, default=None)
-    p.add_argument("--limit", type=int, default=0)
+    p.add_argument("--from", dest="from_position", type=_at_least(0), default=None)
+    p.add_argument("--limit", type=_at_least(0), default=0)
     p.set_defaults(func=cmd_history)
 
     p = client_parser("watch", "print changes under a prefix as JSON lines")
     p.add_argument("prefix")
-    p.add_argument("--from", dest="from_position", type=int, default=None,
+    p.add_argument("--from", dest="from_position", type=_at_least(0), default=None,
                    help="first position (default: changes from now on)")
-    p.add_argument("--count", type=int, default=0, help="stop after this many events")
+    p.add_argument("--count", type=_at_least(0), default=0,
+                   help="stop after this many events")
     p.set_defaults(func=cmd_watch)
 
     p = sub.add_parser("verify", help="replay a stopped shard's log and compare")

@@ -401,6 +401,20 @@ def _get_pipe(open_stream: Callable[[], Any]) -> _Pipe:
                  L.STREAM_GETS_INFLIGHT_MAX, "read")
 
 
+def _check_count(name: str, value: int | None, low: int = 0) -> None:
+    """A position or a limit given by the caller: an int, ``low`` or more
+    (None: not given). Checked here, as protobuf's bare "Value out of
+    range" would not say which argument."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                              or value < low):
+        raise ValueError(f"{name} is an integer, {low} or more, not {value!r}")
+
+
+def _check_read(min_position: int | None, at_position: int | None) -> None:
+    _check_count("min_position", min_position)
+    _check_count("at_position", at_position, 1)
+
+
 def _retryable(error: BaseException) -> bool:
     return isinstance(error, errors.OrdoError) and error.retryable
 
@@ -652,6 +666,7 @@ class AsyncClient:
         """The outcome of an earlier transaction, by request id or position."""
         if (request_id is None) == (position is None):
             raise ValueError("give a request id or a position")
+        _check_count("position", position, 1)
         request = (
             cpb.GetResultRequest(request_id=request_id)
             if request_id is not None
@@ -678,10 +693,9 @@ class AsyncClient:
     async def _read_at(
         self, min_position: int | None, at_position: int | None, timeout: float | None
     ) -> tuple[int, int]:
-        """(min_position, at_position) for a read; neither given means linearizable."""
+        """(min_position, at_position) for a read; neither given means linearizable.
+        The caller checked them (``_check_read``) before any call."""
         if at_position is not None:
-            if at_position <= 0:
-                raise ValueError("at_position is a log position, 1 or more")
             return 0, at_position
         if min_position is None:
             # Linearizable, as etcd's default read: at least the log tail as
@@ -699,6 +713,7 @@ class AsyncClient:
         at P (read-your-writes: pass your commit's position); ``at_position=P``
         reads exactly as of P.
         """
+        _check_read(min_position, at_position)
         raw = key_bytes(key)
         shard_map, shards = await self._routing()
         low, at = await self._read_at(min_position, at_position, timeout)
@@ -733,6 +748,8 @@ class AsyncClient:
         Consistency as in :meth:`get_item`; with ``at_position`` the answer is
         one consistent cut across shards.
         """
+        _check_read(min_position, at_position)
+        _check_count("limit", limit)
         raw = key_bytes(prefix)
         shard_map, shards = await self._routing()
         low, at = await self._read_at(min_position, at_position, timeout)
@@ -776,6 +793,9 @@ class AsyncClient:
         Without ``from_position`` it starts at the oldest retained version;
         below the retention horizon it raises :class:`OutOfRange`.
         """
+        _check_read(min_position, None)
+        _check_count("from_position", from_position)
+        _check_count("limit", limit)
         raw = key_bytes(key)
         shard_map, shards = await self._routing()
         low, _ = await self._read_at(min_position, None, timeout)
@@ -791,6 +811,7 @@ class AsyncClient:
 
     def snapshot(self, position: int | None = None) -> Snapshot:
         """A consistent cut across every shard at ``position`` (default: the tail)."""
+        _check_count("position", position, 1)
         return Snapshot(self, position)
 
     async def watch(
@@ -804,6 +825,7 @@ class AsyncClient:
         """
         if (key is None) == (prefix is None):
             raise ValueError("watch a key or a prefix")
+        _check_count("from_position", from_position)
         pattern = key_bytes(key if key is not None else prefix)  # type: ignore[arg-type]
         as_text = isinstance(key if key is not None else prefix, str)
         shard_map, shards = await self._routing()

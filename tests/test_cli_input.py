@@ -122,3 +122,20 @@ def test_usage_errors_exit_2_with_one_line_and_no_traceback(
     assert err[0].startswith("ordo txn: then[0]: unknown op 'frob'")
     assert err[1].startswith("ordo put: not a value of type int: 'x'")
     assert len(err) == 2
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["history", "k", "--from", "-5"], "argument --from: -5 is less than 0"),
+    (["history", "k", "--limit", "x"], "argument --limit: not an integer: 'x'"),
+    (["get", "k", "--min-position", "-1"], "argument --min-position: -1 is less than 0"),
+    (["get", "k", "--at", "0"], "argument --at: 0 is less than 1"),
+    (["watch", "p", "--from", "-1"], "argument --from: -1 is less than 0"),
+    (["watch", "p", "--count", "-2"], "argument --count: -2 is less than 0"),
+])
+def test_a_negative_position_or_count_is_a_usage_error(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main([*argv, "--address", "127.0.0.1:1"])
+    assert exited.value.code == 2
+    assert message in capsys.readouterr().err

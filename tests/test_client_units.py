@@ -4,6 +4,7 @@ test controls in place of the coordinator."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -84,3 +85,35 @@ async def test_a_reader_that_gives_up_does_not_cancel_the_shared_call() -> None:
     assert not fetches.calls[1].cancelled()
     fetches.calls[1].set_result(4)
     assert await other == 4
+
+
+@pytest.mark.parametrize(("call", "name"), [
+    (lambda db: db.get("k", min_position=-1), "min_position"),
+    (lambda db: db.get("k", at_position=0), "at_position"),
+    (lambda db: db.get_item("k", at_position=True), "at_position"),
+    (lambda db: db.range("p", limit=-1), "limit"),
+    (lambda db: db.history("k", from_position=-5), "from_position"),
+    (lambda db: db.history("k", limit=-1), "limit"),
+    (lambda db: db.result(position=0), "position"),
+])
+async def test_a_bad_position_or_limit_is_named_before_anything_is_sent(
+    call: Any, name: str,
+) -> None:
+    """Positions and limits are checked by the client: protobuf alone would
+    say "Value out of range" without naming the argument. Nothing listens
+    at the address: the check comes before any call."""
+    import ordo
+
+    db = ordo.AsyncClient("127.0.0.1:1", timeout=1)
+    with pytest.raises(ValueError, match=f"^{name} is an integer"):
+        await call(db)
+
+
+async def test_a_bad_watch_start_or_snapshot_position_is_named() -> None:
+    import ordo
+
+    db = ordo.AsyncClient("127.0.0.1:1", timeout=1)
+    with pytest.raises(ValueError, match="^from_position is an integer"):
+        await db.watch("k", from_position=-1).__anext__()
+    with pytest.raises(ValueError, match="^position is an integer"):
+        db.snapshot(0)
