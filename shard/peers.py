@@ -20,6 +20,7 @@ import grpc
 from ordo import bus, errors, rpc, wire
 from ordo.core import limits as L
 from ordo.core.txn import Versioned
+from ordo.linklog import LinkLog
 from ordo.v1 import shard_pb2 as spb
 from ordo.v1 import shard_pb2_grpc
 
@@ -63,6 +64,7 @@ class PeerReader:
 
     async def _run(self) -> None:
         backoff_s = 0.05
+        link = LinkLog(log, f"peer {self.shard} stream")
         while not self._closed:
             channel = self.transport.channel(self.address)
             try:
@@ -72,17 +74,18 @@ class PeerReader:
                         self.transport, self.address, "/ordo.v1.ShardService/ReadAt",
                         spb.ReadAtResponse.FromString,
                     )
+                    link.up()  # the hello was accepted
                 else:
                     call = shard_pb2_grpc.ShardServiceStub(channel).ReadAt()
-                await self._session(call)
+                await self._session(call, link)
             except (grpc.aio.AioRpcError, errors.OrdoError, ConnectionError) as error:
-                log.info("peer %s stream broke: %s", self.shard, _brief(error))
+                link.broke(_brief(error))
             finally:
                 await channel.close()
             await asyncio.sleep(backoff_s)
             backoff_s = min(1.0, backoff_s * 2)
 
-    async def _session(self, call: Any) -> None:
+    async def _session(self, call: Any, link: LinkLog) -> None:
         """Read through ``call`` (a grpc.aio ReadAt call or a bus call) until it breaks."""
         # Resend what is unanswered, then whatever arrives.
         self._unsent = [query for query, _ in self._pending.values()]
@@ -111,6 +114,7 @@ class PeerReader:
                 resp = await call.read()
                 if resp is grpc.aio.EOF:
                     raise ConnectionError("peer closed the stream")
+                link.up()
                 for answer in resp.answers:
                     pending = self._pending.pop(answer.position, None)
                     if pending is None:

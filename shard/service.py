@@ -34,6 +34,7 @@ from ordo.core import values as V
 from ordo.core.apply import Applied, PendingWriters, ShardApplier
 from ordo.core.partition import ShardMap
 from ordo.core.txn import Txn, Versioned, decided_by_log
+from ordo.linklog import LinkLog
 from ordo.security import TLSConfig
 from ordo.v1 import coordinator_pb2 as cpb
 from ordo.v1 import coordinator_pb2_grpc, shard_pb2_grpc
@@ -260,6 +261,7 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
 
     async def _pull_log(self) -> None:
         backoff_s = 0.05
+        link = LinkLog(log, "log stream")
         while True:
             channel = self.transport.channel(self.config.coordinator)
             stream: Any = None
@@ -273,15 +275,17 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
                         "/ordo.v1.SequencerService/ReadLog", cpb.ReadLogResponse.FromString,
                         request,
                     )
+                    link.up()  # the hello was accepted
                 else:
                     stream = coordinator_pb2_grpc.SequencerServiceStub(channel).ReadLog(request)
                 async for msg in stream:
                     backoff_s = 0.05
+                    link.up()
                     await self._receive(msg.batch.entries)
             except grpc.aio.AioRpcError as error:
-                log.info("log stream broke: %s", error.code().name)
+                link.broke(error.code().name)
             except errors.OrdoError as error:
-                log.info("log stream broke: %s: %s", error.code.name, error.message)
+                link.broke(f"{error.code.name}: {error.message}")
             finally:
                 if stream is not None:
                     stream.cancel()

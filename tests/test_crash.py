@@ -311,3 +311,32 @@ def test_verify_catches_a_shard_that_dropped_writes() -> None:
         ]
     assert sorted(r.returncode for r in reports) == [1, 1], [r.stdout for r in reports]
     assert all("store has None, replay has" in r.stdout for r in reports)
+
+
+def _log_lines(c: Cluster, needle: str) -> int:
+    total = 0
+    for name in os.listdir(c.data):
+        if name.endswith(".log"):
+            with open(os.path.join(c.data, name), errors="replace") as f:
+                total += sum(needle in line for line in f)
+    return total
+
+
+def test_a_coordinator_outage_is_one_line_per_shard_not_one_per_retry(
+    fresh_cluster: Cluster,
+) -> None:
+    """While the coordinator is down, each shard retries its log stream
+    (every 50 ms, doubling to 1 s): it says so once, and once when the
+    stream is back, not at every retry."""
+    broke, back = _log_lines(fresh_cluster, "log stream broke"), _log_lines(
+        fresh_cluster, "log stream back after")
+    fresh_cluster.kill(0)
+    time.sleep(2.5)  # about six retries per shard
+    fresh_cluster.revive(0)
+    for _ in range(100):
+        if _log_lines(fresh_cluster, "log stream back after") - back == 3:
+            break
+        time.sleep(0.1)
+    assert _log_lines(fresh_cluster, "log stream broke") - broke == 3, fresh_cluster.logs()
+    assert _log_lines(fresh_cluster, "log stream back after") - back == 3, fresh_cluster.logs()
+    assert _log_lines(fresh_cluster, "still down") == 0
