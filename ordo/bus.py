@@ -20,12 +20,18 @@ bearer-token roles apply as on gRPC.
 Wire format. Every frame is a 4-byte big-endian length, then a kind byte,
 then the payload::
 
-    HELLO    client, first frame: JSON {"method": "/ordo.v1.X/Y", "token": ...}
-    ACCEPT   server, empty, at once: the hello is taken (method served, token
-             allowed). The client waits up to ACCEPT_WAIT_S for it (or for the
-             STATUS that refuses the hello), so a port where something
-             accepts connections but is no bus (a proxy without a backend)
-             fails in seconds, not after SILENCE_S.
+    HELLO    client, first frame: JSON {"method": "/ordo.v1.X/Y", "token": ...,
+             "accept": true}
+    ACCEPT   server, empty, at once, when the hello asked for it: the hello
+             is taken (method served, token allowed). A client that asks
+             waits up to ACCEPT_WAIT_S for it (or for the STATUS that refuses
+             the hello), so a port where something accepts connections but
+             is no bus (a proxy without a backend) fails in seconds, not
+             after SILENCE_S. The Python client asks (it has gRPC to fall
+             back on); the services' internal streams do not, so services
+             of this version and of the one before it, which sent no ACCEPT
+             and took none, still talk while a cluster is upgraded one
+             process at a time.
     MESSAGE  a serialized request (client) or response (server)
     STATUS   server, last frame: a serialized google.rpc.Status (the error)
     PING     either side, every PING_INTERVAL_S; a side that hears nothing
@@ -273,7 +279,7 @@ class Server:
         if frame is None:
             return
         try:
-            method, token = _hello(frame)
+            method, token, accept = _hello(frame)
             entry = self.methods.get(method)
             if entry is None:
                 conn.send(STATUS, _status_bytes(
@@ -291,7 +297,8 @@ class Server:
             return
         peer = conn.writer.get_extra_info("peername")
         context = _Context(metadata, f"bus:{peer}")
-        conn.send(ACCEPT, b"")
+        if accept:
+            conn.send(ACCEPT, b"")
         conn.start_pings()
         await self._run(conn, entry, context)
 
@@ -387,18 +394,20 @@ class Server:
 _OK = b""  # a STATUS frame with an empty payload: the stream ended cleanly
 
 
-def _hello(frame: tuple[int, bytes]) -> tuple[str, str]:
+def _hello(frame: tuple[int, bytes]) -> tuple[str, str, bool]:
     kind, payload = frame
     if kind != HELLO:
         raise errors.InvalidArgument("a bus stream begins with a hello")
     try:
         hello = json.loads(payload)
         method, token = hello["method"], hello.get("token") or ""
-        if not isinstance(method, str) or not isinstance(token, str):
+        accept = hello.get("accept", False)
+        if (not isinstance(method, str) or not isinstance(token, str)
+                or not isinstance(accept, bool)):
             raise TypeError
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, AttributeError):
         raise errors.InvalidArgument("the bus hello does not parse") from None
-    return method, token
+    return method, token, accept
 
 
 class Call:
@@ -410,8 +419,11 @@ class Call:
     @classmethod
     async def open(
         cls, addr: str, method: str, parse: Callable[[bytes], Any],
-        tls: TLSConfig | None = None, token: str | None = None,
+        tls: TLSConfig | None = None, token: str | None = None, accept: bool = True,
     ) -> Call:
+        """Connect and say hello. With ``accept``, also wait for the server to
+        take the hello (see ACCEPT): a refusal is raised here, and silence
+        past ACCEPT_WAIT_S is ``Unavailable``."""
         host, port = _split(addr)
         context = client_ssl(tls) if tls is not None and tls.enabled else None
         try:
@@ -425,7 +437,13 @@ class Call:
         except (OSError, TimeoutError) as error:
             raise errors.Unavailable(f"bus {addr}: {error}") from None
         conn = _Connection(reader, writer)
-        conn.send(HELLO, json.dumps({"method": method, "token": token or ""}).encode())
+        hello: dict[str, Any] = {"method": method, "token": token or ""}
+        if accept:
+            hello["accept"] = True
+        conn.send(HELLO, json.dumps(hello).encode())
+        if not accept:
+            conn.start_pings()
+            return cls(conn, parse)
         try:
             frame = await asyncio.wait_for(conn.receive(), ACCEPT_WAIT_S)
         except TimeoutError:
@@ -520,10 +538,11 @@ async def open_stream(
     transport: Any, grpc_address: str, method: str, parse: Callable[[bytes], Any],
     request: Any = None,
 ) -> Call:
-    """A bus call to the service at ``grpc_address`` (an ``rpc.Transport``
-    says how: TLS, token, port offset); with ``request``, server-streaming."""
+    """A bus call between services to the one at ``grpc_address`` (an
+    ``rpc.Transport`` says how: TLS, token, port offset); with ``request``,
+    server-streaming. It does not wait for an ACCEPT (see the module)."""
     addr = address(grpc_address, transport.bus_port_offset)
-    call = await Call.open(addr, method, parse, transport.tls, transport.token)
+    call = await Call.open(addr, method, parse, transport.tls, transport.token, accept=False)
     if request is not None:
         await call.write(request)
     return call

@@ -36,8 +36,9 @@ class LinkLog:
             self.log.debug("%s still down: %s", self.what, reason)
 
     def up(self) -> None:
-        """The stream carries again (its bus hello was accepted, or a message
-        came): say so if its break was logged."""
+        """A message came on the stream again: say so if its break was logged.
+        (Not on connecting alone: a stream whose handler fails at once would
+        then say "back" and "broke" at every retry.)"""
         if self.since is not None:
             self.log.info("%s back after %.1f s", self.what, self.clock() - self.since)
             self.since = None

@@ -74,7 +74,6 @@ class PeerReader:
                         self.transport, self.address, "/ordo.v1.ShardService/ReadAt",
                         spb.ReadAtResponse.FromString,
                     )
-                    link.up()  # the hello was accepted
                 else:
                     call = shard_pb2_grpc.ShardServiceStub(channel).ReadAt()
                 await self._session(call, link)

@@ -275,7 +275,6 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
                         "/ordo.v1.SequencerService/ReadLog", cpb.ReadLogResponse.FromString,
                         request,
                     )
-                    link.up()  # the hello was accepted
                 else:
                     stream = coordinator_pb2_grpc.SequencerServiceStub(channel).ReadLog(request)
                 async for msg in stream:

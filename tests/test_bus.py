@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ordo import bus, errors, security
+from ordo import bus, errors, rpc, security
 from ordo.cli import port_free
 from ordo.v1 import shard_pb2 as spb
 from tests.conftest import stream_transport
@@ -276,6 +276,47 @@ async def test_open_fails_soon_where_something_accepts_and_says_nothing(
         server.close()
 
 
+async def test_accept_is_sent_when_asked_and_only_then() -> None:
+    """A hello of the version before ACCEPT (no "accept" key) gets none, so
+    a service of that version still reads this one's streams."""
+    h = Handlers()
+    server, addr = await _server(h)
+    try:
+        request = spb.StreamResultsRequest(from_position=1).SerializeToString()
+        for asked, first in ((True, bus.ACCEPT), (False, bus.MESSAGE)):
+            hello = {"method": RESULTS, **({"accept": True} if asked else {})}
+            data = await _raw(addr, (bus.HELLO, json.dumps(hello).encode()),
+                              (bus.MESSAGE, request))
+            kinds = _kinds(data)
+            assert kinds[0] == first and kinds.count(bus.ACCEPT) == (1 if asked else 0), kinds
+            assert kinds.count(bus.MESSAGE) == 5 and kinds[-1] == bus.STATUS
+    finally:
+        await server.stop()
+
+
+async def test_internal_streams_read_a_server_that_sends_no_accept() -> None:
+    """The services' own streams (``open_stream``) do not wait for ACCEPT: a
+    server of the version before it, which never sends one, serves them."""
+
+    async def old_server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(100)  # the hello and the request
+        payload = spb.StreamResultsResponse(applied_position=7).SerializeToString()
+        writer.write(struct.pack(">IB", len(payload) + 1, bus.MESSAGE) + payload)
+        writer.write(struct.pack(">IB", 1, bus.STATUS))
+        await writer.drain()
+        writer.close()
+
+    port = _port()
+    server = await asyncio.start_server(old_server, "127.0.0.1", port)
+    try:
+        call = await bus.open_stream(
+            rpc.Transport(bus_port_offset=1), f"127.0.0.1:{port - 1}", RESULTS,
+            spb.StreamResultsResponse.FromString, spb.StreamResultsRequest(from_position=1))
+        assert [m.applied_position async for m in call] == [7]
+    finally:
+        server.close()
+
+
 async def test_a_silent_peer_is_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(bus, "PING_INTERVAL_S", 0.05)
     monkeypatch.setattr(bus, "SILENCE_S", 0.3)
@@ -287,7 +328,7 @@ async def test_a_silent_peer_is_dropped(monkeypatch: pytest.MonkeyPatch) -> None
         # A client that never pings: the server closes on it, and the
         # handler is closed with it.
         data = await _raw(addr, (bus.HELLO, hello), (bus.MESSAGE, request))
-        assert _kinds(data)[:2] == [bus.ACCEPT, bus.PING]
+        assert _kinds(data)[0] == bus.PING  # no ACCEPT: the hello did not ask for one
         await asyncio.wait_for(h.closed.wait(), 5)
     finally:
         await server.stop()
