@@ -859,21 +859,18 @@ class Coordinator(
         ) -> errors.OrdoError:
             if isinstance(error, grpc.aio.AioRpcError):
                 error = errors.from_rpc_error(error)
-            if error.code not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
-                return error  # OUT_OF_RANGE below a shard's horizon, say: as the shard said
-            return errors.Unavailable(f"shard {shard} is unavailable ({error.message}); "
-                                      "resume later")
+            if error.code in (grpc.StatusCode.OUT_OF_RANGE, grpc.StatusCode.RESOURCE_EXHAUSTED):
+                # Below a shard's horizon; or this stream fell behind (resume
+                # it): both as the shard said. Anything else is this
+                # coordinator's link to the shard, not the subscriber's doing.
+                return error
+            return errors.Unavailable(
+                f"shard {shard} is unavailable ({error.code.name}: {error.message}); "
+                "resume later"
+            )
 
-        try:
-            for shard in range(len(self.shard_stubs)):
-                streams.append(await self._results_stream(shard, spb.StreamResultsRequest(
-                    from_position=start, include_writes=True)))
-        except errors.OrdoError as error:
-            for stream in streams:
-                stream.cancel()
-            raise unavailable(len(streams), error) from None
         buffers: list[collections.deque[pb.ShardResult]] = [
-            collections.deque() for _ in streams
+            collections.deque() for _ in self.shard_stubs
         ]
 
         async def part(shard: int, position: int) -> pb.ShardResult:
@@ -893,6 +890,12 @@ class Coordinator(
                 buffer.extend(message.results)
 
         try:
+            for shard in range(len(self.shard_stubs)):
+                try:
+                    streams.append(await self._results_stream(shard, spb.StreamResultsRequest(
+                        from_position=start, include_writes=True)))
+                except errors.OrdoError as error:
+                    raise unavailable(shard, error) from None
             async for entries, _ in self._log_from(start):
                 out = cpb.SubscribeResponse()
                 size = 0
