@@ -373,10 +373,10 @@ def _txn_from_json(text: str) -> dict[str, Any]:
     def condition(c: Any, where: str) -> Any:
         c = fields(c, where, ("key",), ("target", "op", "value"))
         target = c.get("target", "value")
-        if target not in _TARGETS:
+        if not isinstance(target, str) or target not in _TARGETS:
             raise UsageError(f"{where}: unknown target {target!r} (one of {', '.join(_TARGETS)})")
         operator = c.get("op", "=")
-        if operator not in _OPERATORS:
+        if not isinstance(operator, str) or operator not in _OPERATORS:
             raise UsageError(f"{where}: unknown operator {operator!r} "
                              f"(one of {' '.join(_OPERATORS)})")
         operand = getattr(ordo, target)(c["key"])
@@ -394,7 +394,7 @@ def _txn_from_json(text: str) -> dict[str, Any]:
     def op(o: Any, where: str) -> Any:
         if isinstance(o, dict) and "op" not in o:
             raise UsageError(f"{where}: missing 'op' (one of {', '.join(_OP_FIELDS)})")
-        if isinstance(o, dict) and o["op"] not in _OP_FIELDS:
+        if isinstance(o, dict) and (not isinstance(o["op"], str) or o["op"] not in _OP_FIELDS):
             raise UsageError(f"{where}: unknown op {o.get('op')!r} (one of {', '.join(_OP_FIELDS)})")
         extra = _OP_FIELDS[o["op"]] if isinstance(o, dict) else ()
         required = ("op", "key") + (("value",) if extra == ("value",) else ())

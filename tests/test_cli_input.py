@@ -57,6 +57,9 @@ def test_a_good_document_becomes_the_same_transaction_as_the_api_builds() -> Non
     ('{"when": [{"key": "a", "op": ">="}]}', "when[0]: missing 'value'"),
     ('{"when": [{"key": "a", "target": "exists", "op": "<"}]}', "exists compares with ="),
     ('{"when": [{"key": "a", "target": "exists", "value": 1}]}', "exists compares with ="),
+    ('{"then": [{"op": ["put"], "key": "a", "value": 1}]}', "then[0]: unknown op"),
+    ('{"when": [{"key": "a", "op": [1], "value": 1}]}', "when[0]: unknown operator"),
+    ('{"when": [{"key": "a", "target": {"x": 1}, "value": 1}]}', "when[0]: unknown target"),
 ])
 def test_a_bad_document_names_the_part_at_fault(document: str, message: str) -> None:
     with pytest.raises(cli.UsageError, match=message.replace("[", r"\[").replace("]", r"\]")):
@@ -86,10 +89,11 @@ _JSON = st.recursive(
 @given(st.fixed_dictionaries({
     "when": st.lists(st.fixed_dictionaries(
         {"key": st.text(max_size=3), "value": _JSON},
-        optional={"target": st.sampled_from(["value", "int_value", "version", "exists", "x"]),
-                  "op": st.sampled_from([*cli._OPERATORS, "~"])}), max_size=2),
+        optional={"target": st.sampled_from(["value", "int_value", "version", "exists", "x"])
+                  | _JSON,
+                  "op": st.sampled_from([*cli._OPERATORS, "~"]) | _JSON}), max_size=2),
     "then": st.lists(st.fixed_dictionaries(
-        {"op": st.sampled_from([*cli._OP_FIELDS, "x"]), "key": st.text(max_size=3)},
+        {"op": st.sampled_from([*cli._OP_FIELDS, "x"]) | _JSON, "key": st.text(max_size=3)},
         optional={"value": _JSON, "limit": _JSON}), max_size=2),
 }))
 def test_a_well_shaped_document_with_any_values_parses_or_says_why(doc: object) -> None:
