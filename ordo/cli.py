@@ -328,8 +328,11 @@ _TXN_FIELDS = ("when", "then", "otherwise")
 _TARGETS = ("value", "int_value", "version", "exists")
 _OPERATORS = {"=": "__eq__", "==": "__eq__", "!=": "__ne__", "<": "__lt__", "<=": "__le__",
               ">": "__gt__", ">=": "__ge__"}
-_OP_FIELDS = {"put": ("value",), "add": ("value",), "append": ("value",), "get": (),
-              "delete": (), "range": ("limit",)}
+# Each op's fields beside "op" and "key": (required, optional).
+_OP_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "put": (("value",), ()), "add": (("value",), ()), "append": (("value",), ()),
+    "get": ((), ()), "delete": ((), ()), "range": ((), ("limit",)),
+}
 
 
 def _txn_from_json(text: str) -> dict[str, Any]:
@@ -392,14 +395,14 @@ def _txn_from_json(text: str) -> dict[str, Any]:
             raise UsageError(f"{where}: {error}") from None
 
     def op(o: Any, where: str) -> Any:
+        kinds = ", ".join(_OP_FIELDS)
         if isinstance(o, dict) and "op" not in o:
-            raise UsageError(f"{where}: missing 'op' (one of {', '.join(_OP_FIELDS)})")
-        if isinstance(o, dict) and (not isinstance(o["op"], str) or o["op"] not in _OP_FIELDS):
-            raise UsageError(f"{where}: unknown op {o.get('op')!r} (one of {', '.join(_OP_FIELDS)})")
-        extra = _OP_FIELDS[o["op"]] if isinstance(o, dict) else ()
-        required = ("op", "key") + (("value",) if extra == ("value",) else ())
-        o = fields(o, where, required, extra if extra == ("limit",) else ())
-        kind = o["op"]
+            raise UsageError(f"{where}: missing 'op' (one of {kinds})")
+        kind = o["op"] if isinstance(o, dict) else None
+        if isinstance(o, dict) and (not isinstance(kind, str) or kind not in _OP_FIELDS):
+            raise UsageError(f"{where}: unknown op {kind!r} (one of {kinds})")
+        required, optional = _OP_FIELDS[kind] if isinstance(kind, str) else ((), ())
+        o = fields(o, where, ("op", "key", *required), optional)
         if kind == "range":
             limit = o.get("limit", 0)
             if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:

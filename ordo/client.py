@@ -565,17 +565,15 @@ class AsyncClient:
                 bus.address(address, offset), method, parse,
                 self._transport.tls, self._transport.token,
             )
-        except errors.OrdoError as error:
-            if error.code in _REFUSED:
+        except Exception as error:
+            if isinstance(error, errors.OrdoError) and error.code in _REFUSED:
                 raise  # the token: gRPC would refuse it too
             # A firewall, a proxy that forwards gRPC only, a service that is
             # restarting, an older ordo without the method, an address whose
             # port plus the offset is no port: gRPC works wherever the bus
             # does not.
-            self._bus_is_down(address, f"bus unusable ({error.message})")
-            return grpc_call()
-        except Exception as error:  # a bad address, say
-            self._bus_is_down(address, f"bus unusable ({error})")
+            why = error.message if isinstance(error, errors.OrdoError) else str(error)
+            self._bus_is_down(address, f"bus unusable ({why})")
             return grpc_call()
 
     @property

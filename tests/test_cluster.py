@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import signal
 import tempfile
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
 
 import pytest
 
@@ -167,6 +169,21 @@ async def test_a_shard_waiting_on_a_paused_peer_reports_what_it_applied(
         assert await db.get(a) == 105
 
 
+@contextlib.contextmanager
+def _metered_cluster(shards: int) -> Iterator[tuple[Cluster, int]]:
+    """A cluster of its own whose first shard process serves Prometheus
+    metrics (on the port yielded with it); every process must stop cleanly."""
+    with tempfile.TemporaryDirectory(prefix="ordo-test-") as data:
+        metrics = free_port_block(1)
+        c = Cluster(shards=shards, data=data, port=free_port_block(shards + 1),
+                    per_process={1: ["--metrics-port", str(metrics)]})
+        c.start()
+        try:
+            yield c, metrics
+        finally:
+            assert c.stop() == [0] * (shards + 1), c.logs()
+
+
 def _counter(port: int, name: str) -> float:
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     for line in text.splitlines():
@@ -181,78 +198,64 @@ async def test_a_chain_across_two_shards_is_not_flushed_per_transaction() -> Non
     through such short waits and writes the chain in a few batches, not one
     write (and one results message) per transaction."""
     chain = 100
-    with tempfile.TemporaryDirectory(prefix="ordo-test-") as data:
-        metrics = free_port_block(1)
-        c = Cluster(shards=2, data=data, port=free_port_block(3),
-                    per_process={1: ["--metrics-port", str(metrics)]})
-        c.start()
-        try:
-            a, b = _keys_on_distinct_shards(f"chain:{uuid.uuid4().hex}:", 2)
-            async with ordo.connect(c.address) as db:
-                await db.txn(then=[ordo.put(a, 1000), ordo.put(b, 1000)])
-                flushes = _counter(metrics, "ordo_shard_flush_seconds_count")
+    with _metered_cluster(2) as (c, metrics):
+        a, b = _keys_on_distinct_shards(f"chain:{uuid.uuid4().hex}:", 2)
+        async with ordo.connect(c.address) as db:
+            await db.txn(then=[ordo.put(a, 1000), ordo.put(b, 1000)])
+            flushes = _counter(metrics, "ordo_shard_flush_seconds_count")
+            for proc in c.procs[1:]:
+                proc.send_signal(signal.SIGSTOP)
+            try:
+                # Logged while the shards sleep: one log batch, all queued.
+                pairs = [(a, b) if k % 2 == 0 else (b, a) for k in range(chain)]
+                logged = await asyncio.gather(*[
+                    db.txn(when=[ordo.int_value(x) >= 1],
+                           then=[ordo.add(x, -1), ordo.add(y, 1)], wait="logged")
+                    for x, y in pairs
+                ])
+            finally:
                 for proc in c.procs[1:]:
-                    proc.send_signal(signal.SIGSTOP)
-                try:
-                    # Logged while the shards sleep: one log batch, all queued.
-                    pairs = [(a, b) if k % 2 == 0 else (b, a) for k in range(chain)]
-                    logged = await asyncio.gather(*[
-                        db.txn(when=[ordo.int_value(x) >= 1],
-                               then=[ordo.add(x, -1), ordo.add(y, 1)], wait="logged")
-                        for x, y in pairs
-                    ])
-                finally:
-                    for proc in c.procs[1:]:
-                        proc.send_signal(signal.SIGCONT)
-                started = time.monotonic()
-                for r in logged:
-                    assert (await db.result(position=r.position, timeout=20)).succeeded
-                elapsed = time.monotonic() - started
-                assert await db.get(a) + await db.get(b) == 2000
-            written = _counter(metrics, "ordo_shard_flush_seconds_count") - flushes
-            # About one write per BLOCKED_FLUSH_DELAY_S of the chain, however
-            # long it took; one per transaction before.
-            assert written <= min(chain / 2, 4 + elapsed / BLOCKED_FLUSH_DELAY_S), (
-                f"{written:.0f} writes for a chain of {chain} in {elapsed:.3f} s")
-        finally:
-            assert c.stop() == [0, 0, 0], c.logs()
+                    proc.send_signal(signal.SIGCONT)
+            started = time.monotonic()
+            for r in logged:
+                assert (await db.result(position=r.position, timeout=20)).succeeded
+            elapsed = time.monotonic() - started
+            assert await db.get(a) + await db.get(b) == 2000
+        written = _counter(metrics, "ordo_shard_flush_seconds_count") - flushes
+        # About one write per BLOCKED_FLUSH_DELAY_S of the chain, however
+        # long it took; one per transaction before.
+        assert written <= min(chain / 2, 4 + elapsed / BLOCKED_FLUSH_DELAY_S), (
+            f"{written:.0f} writes for a chain of {chain} in {elapsed:.3f} s")
 
 
 async def test_a_shard_under_load_syncs_at_most_every_interval_and_catches_up() -> None:
     """Flushes come every few milliseconds under load; the sync loop makes
     them durable together, at most once per SYNC_INTERVAL_S, and the durable
     applied position reaches the tail once the load stops."""
-    with tempfile.TemporaryDirectory(prefix="ordo-test-") as data:
-        metrics = free_port_block(1)
-        c = Cluster(shards=1, data=data, port=free_port_block(2),
-                    per_process={1: ["--metrics-port", str(metrics)]})
-        c.start()
-        try:
-            async with ordo.connect(c.address) as db:
-                syncs = _counter(metrics, "ordo_shard_sync_seconds_count")
-                flushes = _counter(metrics, "ordo_shard_flush_seconds_count")
-                started = time.monotonic()
-                stop = started + 1.5
+    with _metered_cluster(1) as (c, metrics):
+        async with ordo.connect(c.address) as db:
+            syncs = _counter(metrics, "ordo_shard_sync_seconds_count")
+            flushes = _counter(metrics, "ordo_shard_flush_seconds_count")
+            started = time.monotonic()
+            stop = started + 1.5
 
-                async def writer(i: int) -> None:
-                    while time.monotonic() < stop:
-                        await db.put(f"sync:{i}", i)
+            async def writer(i: int) -> None:
+                while time.monotonic() < stop:
+                    await db.put(f"sync:{i}", i)
 
-                await asyncio.gather(*(writer(i) for i in range(32)))
-                elapsed = time.monotonic() - started
-                tail = await db.tail()
-                for _ in range(100):
-                    status = await db.status()
-                    if status.shards[0].applied_position >= tail:
-                        break
-                    await asyncio.sleep(0.05)
-                assert status.shards[0].applied_position >= tail, "durable position stuck"
-            synced = _counter(metrics, "ordo_shard_sync_seconds_count") - syncs
-            written = _counter(metrics, "ordo_shard_flush_seconds_count") - flushes
-            assert 0 < synced <= 3 + elapsed / SYNC_INTERVAL_S, (
-                f"{synced:.0f} syncs for {written:.0f} flushes in {elapsed:.2f} s")
-        finally:
-            assert c.stop() == [0, 0], c.logs()
+            await asyncio.gather(*(writer(i) for i in range(32)))
+            elapsed = time.monotonic() - started
+            tail = await db.tail()
+            for _ in range(100):
+                status = await db.status()
+                if status.shards[0].applied_position >= tail:
+                    break
+                await asyncio.sleep(0.05)
+            assert status.shards[0].applied_position >= tail, "durable position stuck"
+        synced = _counter(metrics, "ordo_shard_sync_seconds_count") - syncs
+        written = _counter(metrics, "ordo_shard_flush_seconds_count") - flushes
+        assert 0 < synced <= 3 + elapsed / SYNC_INTERVAL_S, (
+            f"{synced:.0f} syncs for {written:.0f} flushes in {elapsed:.2f} s")
 
 
 async def test_type_error_aborts_on_every_shard_with_no_writes(cluster: Cluster) -> None:
