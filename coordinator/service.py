@@ -42,6 +42,7 @@ from ordo import bus, errors, metrics, rpc, serve, wire
 from ordo.core import limits as L
 from ordo.core.partition import PARTITIONER, ShardMap
 from ordo.core.txn import Txn, TxnResult, decided_by_log
+from ordo.linklog import LinkLog
 from ordo.security import TLSConfig
 from ordo.v1 import coordinator_pb2 as cpb
 from ordo.v1 import coordinator_pb2_grpc, shard_pb2_grpc
@@ -332,6 +333,7 @@ class Coordinator(
     async def _collect_results(self, shard: int, start: int) -> None:
         next_position = start
         backoff_s = 0.05
+        link = LinkLog(log, f"results stream from shard {shard}")
         while True:
             stream: Any = None
             try:
@@ -341,6 +343,7 @@ class Coordinator(
                 stream = await self._results_stream(shard, request)
                 async for message in stream:
                     backoff_s = 0.05
+                    link.up()
                     for result in message.results:
                         self._deliver(shard, result)
                         next_position = max(next_position, result.position + 1)
@@ -353,8 +356,11 @@ class Coordinator(
                         self.lowest_applied[shard], message.applied_position
                     )
             except (grpc.aio.AioRpcError, errors.OrdoError) as error:
-                code = error.code() if isinstance(error, grpc.aio.AioRpcError) else error.code
-                log.debug("results stream from shard %d broke: %s", shard, code.name)
+                if isinstance(error, grpc.aio.AioRpcError):
+                    code, details = error.code(), error.details()
+                else:
+                    code, details = error.code, error.message
+                link.broke(f"{code.name}: {details}")
                 if code == grpc.StatusCode.OUT_OF_RANGE:
                     # Older results are gone; pending waiters fall back to
                     # GetShardResult, which says so.

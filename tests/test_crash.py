@@ -343,3 +343,25 @@ def test_a_coordinator_outage_is_one_line_per_shard_not_one_per_retry(
     assert _log_lines(fresh_cluster, "log stream broke") - broke == 3, fresh_cluster.logs()
     assert _log_lines(fresh_cluster, "log stream back after") - back == 3, fresh_cluster.logs()
     assert _log_lines(fresh_cluster, "still down") == 0
+
+
+def test_a_shard_outage_is_one_line_in_the_coordinator_not_one_per_retry(
+    fresh_cluster: Cluster,
+) -> None:
+    """While a shard is down, the coordinator retries its results stream
+    (every 50 ms, doubling to 1 s): it says so once, at INFO, and once when
+    the stream carries again."""
+    broke = _log_lines(fresh_cluster, "results stream from shard 2 broke")
+    back = _log_lines(fresh_cluster, "results stream from shard 2 back after")
+    fresh_cluster.kill(3)
+    time.sleep(2.5)  # about six retries
+    fresh_cluster.revive(3)
+    for _ in range(100):
+        if _log_lines(fresh_cluster, "results stream from shard 2 back after") - back == 1:
+            break
+        time.sleep(0.1)
+    assert _log_lines(fresh_cluster, "results stream from shard 2 broke") - broke == 1, (
+        fresh_cluster.logs())
+    assert _log_lines(fresh_cluster, "results stream from shard 2 back after") - back == 1, (
+        fresh_cluster.logs())
+    assert _log_lines(fresh_cluster, "still down") == 0
