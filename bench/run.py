@@ -340,9 +340,11 @@ def plans_for(workload: str, args: argparse.Namespace) -> list[Plan]:
     if "null" in args.system_list and workload == "put":
         out.append(Plan(workload, "null", lambda: NullTarget(args), c))
     if workload == "put" and args.overload > 0 and "ordo" in args.system_list:
-        s = args.overload_shards
-        out.append(Plan(workload, f"ordo-{s}@{args.overload}",
-                        lambda: OrdoTarget(args, s), args.overload, overload=True))
+        for s in args.overload_shard_list:
+            if (s, 1, True) not in args.shard_counts:
+                continue  # nothing at --concurrency to compare it with
+            out.append(Plan(workload, f"ordo-{s}@{args.overload}",
+                            lambda s=s: OrdoTarget(args, s), args.overload, overload=True))
     return out
 
 
@@ -571,25 +573,27 @@ def ratio_lines(cells: list[Cell]) -> list[str]:
 
 
 def overload_lines(cells: list[Cell], args: argparse.Namespace) -> list[str]:
-    s = args.overload_shards
-    base = next((c for c in cells if c.workload == "put" and c.label == f"ordo-{s}"), None)
-    high = next((c for c in cells if c.workload == "put"
-                 and c.label == f"ordo-{s}@{args.overload}"), None)
-    if base is None or high is None:
-        return []
-    peak = max(base.ops, high.ops)
-    ratio = high.ops / peak if peak else math.nan
-    verdict = "PASS" if ratio >= 0.9 else "FAIL"
-    per_rep = []
-    for rb, rh in zip(base.runs, high.runs, strict=False):
-        per_rep.append(f"{rh.ops_per_s / max(rb.ops_per_s, rh.ops_per_s, 1e-9):.2f}")
-    return [
-        f"ordo on {s} shard(s), `put`: {base.ops:,.0f} ops/s with {args.concurrency} "
-        f"clients (p99 {base.pct(.99):.0f} ms), {high.ops:,.0f} ops/s with {args.overload} "
-        f"(p99 {high.pct(.99):.0f} ms, errors {high.errors}, client CPU "
-        f"{high.cpu('client'):.0f}%): {ratio:.2f} of the peak of the two "
-        f"(per round: {', '.join(per_rep)}). Target: within 10% of the peak: **{verdict}**.",
-    ]
+    lines = []
+    for s in args.overload_shard_list:
+        base = next((c for c in cells if c.workload == "put" and c.label == f"ordo-{s}"), None)
+        high = next((c for c in cells if c.workload == "put"
+                     and c.label == f"ordo-{s}@{args.overload}"), None)
+        if base is None or high is None:
+            continue
+        peak = max(base.ops, high.ops)
+        ratio = high.ops / peak if peak else math.nan
+        verdict = "PASS" if ratio >= 0.9 else "FAIL"
+        per_rep = []
+        for rb, rh in zip(base.runs, high.runs, strict=False):
+            per_rep.append(f"{rh.ops_per_s / max(rb.ops_per_s, rh.ops_per_s, 1e-9):.2f}")
+        lines.append(
+            f"- ordo on {s} shard(s), `put`: {base.ops:,.0f} ops/s with {args.concurrency} "
+            f"clients (p99 {base.pct(.99):.0f} ms), {high.ops:,.0f} ops/s with {args.overload} "
+            f"(p99 {high.pct(.99):.0f} ms, errors {high.errors}, client CPU "
+            f"{high.cpu('client'):.0f}%): {ratio:.2f} of the peak of the two "
+            f"(per round: {', '.join(per_rep)}). Target: within 10% of the peak: "
+            f"**{verdict}**.")
+    return lines
 
 
 def report(runs: list[Run], args: argparse.Namespace, command: str, loop: str,
@@ -810,8 +814,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="1 s warm-up, 3 s measured, one round (unless given explicitly)")
     p.add_argument("--overload", type=int, default=1000,
                    help="also run ordo `put` with this many workers (1000; 0: skip)")
-    p.add_argument("--overload-shards", type=int, default=1,
-                   help="ordo shard count of the overload run (1)")
+    p.add_argument("--overload-shards", default="1,3",
+                   help="comma list of ordo shard counts to run the overload with (1,3), "
+                        "those of them that --shards runs: each is compared with that run")
     p.add_argument("--op-timeout", type=float, default=10.0,
                    help="client timeout per operation, retries included, seconds (10)")
     p.add_argument("--seed", type=int, default=1)
@@ -846,6 +851,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error("--shards takes shard counts, each N (one process per shard) or NxP "
                 "(N shards in P processes, P dividing N), then g for every stream "
                 "on gRPC instead of the bus")
+    try:
+        args.overload_shard_list = [int(s) for s in args.overload_shards.split(",") if s.strip()]
+    except ValueError:
+        p.error("--overload-shards takes a comma list of shard counts")
+    if any(s < 1 for s in args.overload_shard_list):
+        p.error("--overload-shards takes positive shard counts")
     args.pg_variant_list = [v.strip() for v in args.pg_variants.split(",") if v.strip()]
     for v in args.pg_variant_list:
         if v not in systems.PG_VARIANTS:
