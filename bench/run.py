@@ -59,6 +59,7 @@ from bench.systems import (
     RedisTarget,
     Target,
 )
+from ordo import trace
 
 PUT_KEYS = 100_000
 PAYLOAD_BYTES = 100
@@ -390,6 +391,9 @@ async def run_one(plan: Plan, rep: int, index: int, args: argparse.Namespace) ->
         try:
             target = plan.make()
             run.system, run.settings = target.system, target.settings()
+            if args.trace and target.traceable:
+                target.trace_dir = os.path.join(
+                    args.trace, f"{plan.workload}-{plan.label}-r{rep + 1}")
             port = free_base_port(args.base_port + 10 * (index % 200), target.ports)
             await target.start(data, port)
             await target.connect(plan.concurrency, readers=plan.workload == "read-your-writes")
@@ -399,9 +403,22 @@ async def run_one(plan: Plan, rep: int, index: int, args: argparse.Namespace) ->
             profiler = None
             if args.profile and target.profile_ok and not plan.overload:
                 profiler = Profiler(target.servers, args, f"{plan.workload}-{plan.label}-r{rep}")
-            await run_workers(target, op, run, args, profiler.start if profiler else None)
+            traced = target.trace_dir
+
+            def on_window() -> None:
+                if profiler is not None:
+                    profiler.start()
+                if traced:
+                    trace.start(traced, args.trace_sample)
+
+            try:
+                await run_workers(target, op, run, args, on_window)
+            finally:
+                trace.stop()
             if profiler is not None:
                 print(await asyncio.to_thread(profiler.finish), flush=True)
+            if traced:
+                print(f"   traced into {traced}: python -m bench.trace {traced}", flush=True)
             if plan.workload in ACCOUNTS:
                 await check_books(target, run, ACCOUNTS[plan.workload])
             elif plan.workload == "read-your-writes":
@@ -830,6 +847,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--profile", default=None,
                    help="py-spy record the client and ordo's services during ordo's windows "
                         "into this folder (do not quote figures from a profiled run)")
+    p.add_argument("--trace", default=None, metavar="DIR",
+                   help="record stage timestamps of sampled ordo transactions (ordo.trace) "
+                        "into a folder per run under DIR; python -m bench.trace reads one "
+                        "(do not quote throughput from a traced run)")
+    p.add_argument("--trace-sample", type=int, default=16, metavar="N",
+                   help="with --trace: one request id in N (16)")
     p.add_argument("--wait-quiet", type=float, default=0.0, metavar="S",
                    help="before each run wait up to S seconds for the machine to be idle")
     p.add_argument("--no-uvloop", action="store_true", help="client on the asyncio loop")
@@ -870,8 +893,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if "ordo" in args.system_list and not args.shard_counts:
         p.error("--shards needs positive shard counts")
     if (args.concurrency < 1 or args.clients < 1 or args.duration <= 0 or args.warmup < 0
-            or args.reps < 1 or args.overload < 0):
-        p.error("--concurrency, --clients, --reps >= 1, --duration > 0, --warmup >= 0")
+            or args.reps < 1 or args.overload < 0 or args.trace_sample < 1):
+        p.error("--concurrency, --clients, --reps, --trace-sample >= 1, --duration > 0, "
+                "--warmup >= 0")
     if args.concurrency > PUT_KEYS:
         p.error(f"--concurrency is at most {PUT_KEYS}")
     return args

@@ -290,6 +290,9 @@ class Target:
     label = "?"
     ports = 1  # ports needed from the base port
     profile_ok = False  # py-spy can profile its servers (Python processes)
+    traceable = False  # its client and servers write ordo.trace stages
+
+    trace_dir: str | None = None  # set before start(): the run's --trace folder
 
     def __init__(self, args: Any) -> None:
         self.args = args
@@ -367,6 +370,7 @@ def shard_roles(shards: int, per_process: int = 1) -> list[str]:
 class OrdoTarget(Target):
     system = "ordo"
     profile_ok = True
+    traceable = True
 
     def __init__(self, args: Any, shards: int, per_process: int = 1, bus: bool = True) -> None:
         super().__init__(args)
@@ -395,6 +399,9 @@ class OrdoTarget(Target):
         per = self.per_process
         cmds = dev_commands(self.shards, data, HOST, port, shards_per_process=per,
                             bus_port_offset=None if self.bus else 0)
+        if self.trace_dir:
+            flags = ["--trace-dir", self.trace_dir, "--trace-sample", str(self.args.trace_sample)]
+            cmds = [cmd + flags for cmd in cmds]
         env = {k: v for k, v in os.environ.items() if not k.startswith("ORDO_")}
         roles = ["coordinator"] + shard_roles(self.shards, per)
         for role, cmd in zip(roles, cmds, strict=True):

@@ -38,7 +38,7 @@ from typing import Any
 import grpc
 
 from coordinator.seqlog import LevelDBSequencerLog, SequencerLog
-from ordo import bus, errors, metrics, rpc, serve, wire
+from ordo import bus, errors, metrics, rpc, serve, trace, wire
 from ordo.core import limits as L
 from ordo.core.partition import PARTITIONER, ShardMap
 from ordo.core.txn import Txn, TxnResult, decided_by_log
@@ -270,6 +270,8 @@ class Coordinator(
             if taken and size + submit.size > L.BATCH_BYTES_MAX:
                 break
             self.queue.popleft()
+            if trace.ON:
+                trace.mark(submit.request_id, "coord.batched")
             size += submit.size
             position += 1
             participants = self.shard_map.participants(submit.txn)
@@ -388,6 +390,8 @@ class Coordinator(
         pending.parts[shard] = result
         if len(pending.parts) == len(pending.participants):
             del self.pending[result.position]
+            if trace.ON:
+                trace.mark(pending.request_id, "coord.results")
             parts = [pending.parts[s] for s in pending.participants]
             assert pending.future is not None
             if pending.future.done():
@@ -498,6 +502,8 @@ class Coordinator(
             stream.answer(item.tag, outcome)
 
         def start(item: cpb.TaggedSubmit) -> None:
+            if trace.ON and trace.sampled(item.request.request_id):
+                stream.traced[item.tag] = item.request.request_id
             timeout_s = (
                 item.timeout_ms / 1000 if item.timeout_ms else DEFAULT_WAIT_S
             ) - DEADLINE_MARGIN_S
@@ -548,6 +554,8 @@ class Coordinator(
         loop = asyncio.get_running_loop()
         started = loop.time()
         submit = self._queue(request_id, request.txn, txn, wants_result)
+        if trace.ON:
+            trace.mark(request_id, "coord.received")
         decided = decided_by_log(txn)
 
         def on_position(future: asyncio.Future[int]) -> None:
@@ -556,6 +564,8 @@ class Coordinator(
                 answer(failure)
                 return
             position = future.result()
+            if trace.ON:
+                trace.mark(request_id, "coord.durable")
             response = cpb.SubmitResponse(position=position)
             try:
                 if decided and wants_result:

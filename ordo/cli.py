@@ -38,6 +38,10 @@ def _start_common(values: dict[str, Any], role: str) -> None:
     os.makedirs(values["data"], exist_ok=True)
     if values["metrics_port"]:
         metrics.serve(int(values["metrics_port"]), values["listen"].rsplit(":", 1)[0].strip("[]"))
+    if values["trace_dir"]:
+        from ordo import trace
+
+        trace.start(values["trace_dir"], values["trace_sample"])
 
 
 def cmd_coordinator(args: argparse.Namespace) -> int:

@@ -32,7 +32,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from ordo import bus, errors, ops, rpc, security, wire
+from ordo import bus, errors, ops, rpc, security, trace, wire
 from ordo.core import limits as L
 from ordo.core.partition import ShardMap
 from ordo.core.txn import Compare, Op, OpType, Txn, TxnResult
@@ -129,6 +129,7 @@ class _Pipe:
         self.tasks: list[asyncio.Task[None]] = []
         self.inflight = 0
         self.waiting: collections.deque[asyncio.Future[None]] = collections.deque()
+        self.traced: dict[int, str] = {}  # tag -> request id, while tracing (ordo.trace)
 
     def _open(self) -> None:
         self.call = self.open_stream()
@@ -207,13 +208,22 @@ class _Pipe:
                 if not self.outbox:
                     continue
                 batch, self.outbox = self.outbox, []
+                if trace.ON:
+                    self._trace(batch, "client.send")
                 await call.write(self.message(batch))
+                if trace.ON:
+                    self._trace(batch, "client.sent")
         except Exception as error:  # a write on a broken stream, a failure to open it
             self._broken(error)
 
     async def _receive(self, call: Any) -> None:
         try:
             async for message in call:
+                if self.traced:
+                    for reply in message.replies:
+                        request_id = self.traced.pop(reply.tag, None)
+                        if request_id is not None:
+                            trace.mark(request_id, "client.answer")
                 for reply in message.replies:
                     future = self.pending.get(reply.tag)
                     if future is None or future.done():
@@ -225,6 +235,13 @@ class _Pipe:
             self._broken(None)
         except Exception as error:  # a broken stream, a failure to open it
             self._broken(error)
+
+    def _trace(self, batch: list[Any], stage: str) -> None:
+        for item in batch:
+            request_id = getattr(item.request, "request_id", "")
+            if trace.sampled(request_id):
+                trace.mark(request_id, stage)
+                self.traced[item.tag] = request_id
 
     def _broken(self, error: BaseException | None) -> None:
         if self.call is None:
@@ -254,6 +271,7 @@ class _Pipe:
         else:
             failure = errors.Unavailable(f"{self.what} stream ended")
         self.outbox = []
+        self.traced.clear()
         for future in self.pending.values():
             if not future.done():
                 future.set_exception(failure)
@@ -639,7 +657,11 @@ class AsyncClient:
         pipe = self._pipe
         if pipe is None:
             raise errors.Cancelled("the client is not connected")
+        if trace.ON:
+            trace.mark(request.request_id, "client.call")
         response = await self._call(lambda left: pipe.ask(request, left), timeout)
+        if trace.ON:
+            trace.mark(request.request_id, "client.done")
         if not response.HasField("result"):
             return Result(response.position, request.request_id, applied=False,
                           duplicate=response.duplicate)

@@ -49,6 +49,10 @@ _COMMON = [
     Setting("metrics_port", 0, "serve Prometheus metrics on this port (0: off)", int),
     Setting("log_level", "info", "debug, info, warning or error"),
     Setting("log_format", "text", "text or json", choices=("text", "json")),
+    Setting("trace_dir", None, "append stage timestamps of sampled transactions to "
+            "DIR/<pid>.trace, for finding where latency goes (python -m bench.trace DIR); "
+            "for measuring, not for production"),
+    Setting("trace_sample", 64, "with --trace-dir: trace one request id in this many", int),
 ]
 
 ROLES: dict[str, list[Setting]] = {

@@ -17,7 +17,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from ordo import errors, metrics, security
+from ordo import errors, metrics, security, trace
 from ordo.core.limits import GRPC_MESSAGE_BYTES_MAX, STREAM_MESSAGE_BYTES_MAX
 from ordo.security import TLSConfig
 
@@ -121,6 +121,7 @@ class Multiplexed:
         self.inflight_max = inflight_max
         self.open = 0  # started, not answered yet
         self.replies: asyncio.Queue[Any] = asyncio.Queue()
+        self.traced: dict[int, str] = {}  # tag -> request id, while tracing (ordo.trace)
         self.busy = errors.to_rpc_status(errors.ResourceExhausted(
             f"too many {what} in flight on this stream", retry_after_s=0.05
         )).SerializeToString()
@@ -186,6 +187,11 @@ class Multiplexed:
                     else:
                         batch.replies.append(more)
                         size += more.ByteSize()
+                if self.traced:
+                    for reply in batch.replies:
+                        request_id = self.traced.pop(reply.tag, None)
+                        if request_id is not None:
+                            trace.mark(request_id, "coord.answered")
                 yield batch
         finally:
             reader.cancel()

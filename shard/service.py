@@ -28,7 +28,7 @@ from typing import Any
 
 import grpc
 
-from ordo import bus, errors, metrics, rpc, serve, wire
+from ordo import bus, errors, metrics, rpc, serve, trace, wire
 from ordo.core import limits as L
 from ordo.core import values as V
 from ordo.core.apply import Applied, PendingWriters, ShardApplier
@@ -317,6 +317,8 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
                         for peer_id, keys in sorted(plan.remote_inputs.items())
                     ]
                     item = _Item(position, entry, txn, inputs, plan.local_writes)
+                    if trace.ON:
+                        trace.mark(entry.request_id, "shard.received")
             elif entry.HasField("shard_map"):
                 # Plan later entries with the map at once; it is persisted with
                 # the applied position.
@@ -393,6 +395,8 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
                     batch.started = loop.time()
                 self._apply(batch, item, remote)
                 self.writers.done(position, item.writes)
+                if trace.ON:
+                    trace.mark(entry.request_id, "shard.applied")
             batch.count += 1
             self.applied.advance(position)
             if batch.count >= L.SHARD_FLUSH_ENTRIES_MAX:
@@ -477,6 +481,9 @@ class Shard(shard_pb2_grpc.ShardServiceServicer):
                     queue.put_nowait(None)
                     continue
                 queue.put_nowait(flushed)
+        if trace.ON:
+            for record in batch.records:
+                trace.mark(record.entry.request_id, "shard.published")
 
     async def _sync_loop(self) -> None:
         """fsync behind the applier; ``durable`` is what a power loss keeps.

@@ -1,0 +1,115 @@
+"""Stage tracing (ordo.trace) and its report (bench.trace): the sampling and
+the join in pure tests, then a real cluster whose client and services trace
+the same transactions into one folder."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import zlib
+from pathlib import Path
+
+import pytest
+
+import ordo
+from bench import trace as report
+from ordo import trace
+from tests.conftest import Cluster, free_port_block
+
+
+@pytest.fixture
+def tracing(tmp_path: Path):  # type: ignore[no-untyped-def]
+    yield tmp_path
+    trace.stop()
+
+
+def test_one_request_id_in_n_is_traced_and_the_same_ones_everywhere(tracing: Path) -> None:
+    trace.start(str(tracing), 4)
+    ids = [f"req-{i}" for i in range(2000)]
+    for request_id in ids:
+        trace.mark(request_id, "coord.received")
+    trace.stop()
+    lines = (tracing / f"{os.getpid()}.trace").read_text().splitlines()
+    traced = {line.split()[0] for line in lines}
+    expected = {i for i in ids if zlib.crc32(i.encode()) % 4 == 0}
+    assert traced == expected
+    assert 400 < len(traced) < 600
+    assert all(line.split()[1] == "coord.received" for line in lines)
+    assert not trace.sampled("")  # a submit without a request id gets one later
+
+
+def test_nothing_is_written_once_stopped(tracing: Path) -> None:
+    trace.start(str(tracing), 1)
+    trace.stop()
+    assert not trace.ON
+    with pytest.raises(ValueError):
+        trace.start(str(tracing), 0)
+    assert list(tracing.iterdir()) == []
+
+
+def test_the_report_orders_stages_and_counts_the_last_shard(tmp_path: Path) -> None:
+    # Two transactions; in each, two shards publish and the later one counts.
+    (tmp_path / "1.trace").write_text(
+        "a client.call 10.000\na client.done 10.010\n"
+        "b client.call 20.000\nb client.done 20.020\n")
+    (tmp_path / "2.trace").write_text(
+        "a coord.received 10.001\na shard.published 10.004\n"
+        "b coord.received 20.002\nb shard.published 20.006\n"
+        "c coord.received 30.000\n"  # not traced by the client: left out
+        "a shard.published\n")  # cut short by a kill: skipped
+    (tmp_path / "3.trace").write_text("a shard.published 10.006\nb shard.published 20.010\n")
+    count, rows = report.table(report.load(tmp_path))
+    assert count == 2
+    assert [r[0] for r in rows] == [
+        "client.call", "coord.received", "shard.published", "client.done"]
+    by_stage = {r[0]: r for r in rows}
+    assert by_stage["shard.published"][2] == pytest.approx(8.0)  # mean of 6 and 10 ms
+    assert by_stage["client.done"][5] == pytest.approx(7.0)  # mean step: (4 + 10) / 2
+    assert "| coord.received | 2 |" in report.render(count, rows)
+
+
+def test_a_cluster_traces_each_stage_of_a_transaction_in_order(tmp_path: Path) -> None:
+    folder = str(tmp_path / "trace")
+    with tempfile.TemporaryDirectory(prefix="ordo-test-") as data:
+        cluster = Cluster(shards=2, data=data, port=free_port_block(3),
+                          extra=["--trace-dir", folder, "--trace-sample", "1"])
+        cluster.start()
+        try:
+            async def work() -> None:
+                async with ordo.connect(cluster.address) as db:
+                    await db.put("warm", 1)  # the streams are open before tracing
+                    trace.start(folder, 1)
+                    for i in range(10):
+                        await db.put(f"p{i}", i, request_id=f"put-{i}")
+                        await db.txn(when=[ordo.int_value(f"a{i}") == 0],
+                                     then=[ordo.put(f"a{i}", 1), ordo.put(f"b{i}", 1)],
+                                     otherwise=[ordo.put(f"b{i}", 2)],
+                                     request_id=f"txn-{i}")
+                    trace.stop()
+
+            import asyncio
+            asyncio.run(work())
+        finally:
+            assert cluster.stop() == [0, 0, 0]  # a clean exit flushes the services' traces
+    marks = report.load(Path(folder))
+    # client.sent is when the client's write returned: the coordinator may
+    # have the message before then, so it is checked apart.
+    client_side = ("client.call", "client.send")
+    answer_side = ("client.answer", "client.done")
+    put_path = client_side + ("coord.received", "coord.batched", "coord.durable",
+                              "coord.answered") + answer_side
+    txn_path = client_side + ("coord.received", "coord.batched", "coord.durable",
+                              "shard.received", "shard.applied", "shard.published",
+                              "coord.results", "coord.answered") + answer_side
+    for i in range(10):
+        put, txn = marks[f"put-{i}"], marks[f"txn-{i}"]
+        # A blind write is answered when durable; its shard still applies it.
+        assert [put[s] for s in put_path] == sorted(put[s] for s in put_path), put
+        assert {"shard.received", "shard.applied", "shard.published"} <= set(put)
+        assert "coord.results" not in put
+        assert [txn[s] for s in txn_path] == sorted(txn[s] for s in txn_path), txn
+        assert put["client.send"] <= put["client.sent"] <= put["client.answer"]
+    count, rows = report.table(marks)
+    assert count == 20
+    assert rows[0][0] == "client.call"
+    assert {r[0] for r in rows} == set(txn_path) | {"client.sent"}
