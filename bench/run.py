@@ -393,7 +393,7 @@ async def run_one(plan: Plan, rep: int, index: int, args: argparse.Namespace) ->
             run.system, run.settings = target.system, target.settings()
             if args.trace and target.traceable:
                 target.trace_dir = os.path.join(
-                    args.trace, f"{plan.workload}-{plan.label}-r{rep + 1}")
+                    args.trace, f"{plan.workload}-{plan.label}-r{rep}")
             port = free_base_port(args.base_port + 10 * (index % 200), target.ports)
             await target.start(data, port)
             await target.connect(plan.concurrency, readers=plan.workload == "read-your-writes")
@@ -875,11 +875,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                 "(N shards in P processes, P dividing N), then g for every stream "
                 "on gRPC instead of the bus")
     try:
-        args.overload_shard_list = [int(s) for s in args.overload_shards.split(",") if s.strip()]
+        args.overload_shard_list = list(dict.fromkeys(
+            int(s) for s in args.overload_shards.split(",") if s.strip()))
     except ValueError:
         p.error("--overload-shards takes a comma list of shard counts")
     if any(s < 1 for s in args.overload_shard_list):
         p.error("--overload-shards takes positive shard counts")
+    if args.overload and "ordo" in args.system_list:
+        for s in args.overload_shard_list:
+            if (s, 1, True) not in args.shard_counts:
+                print(f"note: no overload run on {s} shard(s): --shards runs no ordo-{s} "
+                      "to compare it with", file=sys.stderr)
+    if args.trace:
+        # The services run in their data folders: give them an absolute path.
+        args.trace = os.path.abspath(args.trace)
+        if os.path.isdir(args.trace) and os.listdir(args.trace):
+            p.error(f"--trace {args.trace} is not empty: a run's folder would mix two runs")
     args.pg_variant_list = [v.strip() for v in args.pg_variants.split(",") if v.strip()]
     for v in args.pg_variant_list:
         if v not in systems.PG_VARIANTS:

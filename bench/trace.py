@@ -2,13 +2,15 @@
 
     python -m bench.trace DIR
 
-Joins the ``*.trace`` files under DIR (the client's and every service's) by
-request id and prints, for each stage (see ``ordo/trace.py``), how long
-after ``client.call`` the sampled transactions reached it, and the step
-from the stage before, in milliseconds. Only transactions the client traced
-count (a client starts tracing when it starts measuring). Where several
-shards reach a stage, the last one counts: the coordinator waits for it.
-``python -m bench.run --trace DIR`` writes such folders, one per run.
+Joins the ``*.trace`` files in DIR (the client's and every service's, of
+one run) by request id and prints, for each stage (see ``ordo/trace.py``),
+how long after ``client.call`` the sampled transactions reached it, and the
+step from the stage before it on each transaction's way to its answer, in
+milliseconds. Only transactions the client traced count (a client starts
+tracing when it starts measuring). Where several shards reach a stage, the
+last one counts: the coordinator waits for it. A blind write's shard stages
+come after its answer and are listed apart. ``python -m bench.run --trace
+DIR`` writes a folder per run under DIR.
 """
 
 from __future__ import annotations
@@ -29,9 +31,10 @@ STAGES = (
 
 
 def load(directory: Path) -> dict[str, dict[str, float]]:
-    """request id -> stage -> the latest time it was reached."""
+    """request id -> stage -> the latest time it was reached, from the
+    ``*.trace`` files in ``directory`` (one run's folder)."""
     marks: dict[str, dict[str, float]] = defaultdict(dict)
-    for path in sorted(directory.rglob("*.trace")):
+    for path in sorted(directory.glob("*.trace")):
         with open(path) as f:
             for line in f:
                 parts = line.split()
@@ -54,38 +57,58 @@ def _pct(sorted_ms: list[float], q: float) -> float:
     return sorted_ms[min(len(sorted_ms) - 1, int(q * len(sorted_ms)))]
 
 
-def table(marks: dict[str, dict[str, float]]) -> tuple[int, list[tuple[str, int, float, float,
-                                                                      float, float]]]:
-    """(transactions, rows): per stage reached by at least half of them, in
-    the order of its median offset: (stage, count, mean offset, p50 offset,
-    p90 offset, mean step from the row before), in milliseconds."""
+def _rank(stage: str) -> int:
+    return STAGES.index(stage) if stage in STAGES else len(STAGES)
+
+
+def path_of(m: dict[str, float]) -> tuple[list[str], list[str]]:
+    """A transaction's stages on the way to its answer, in STAGES order, and
+    those off it: a shard's stages when the answer did not wait for the
+    shards (a blind write, answered once durable)."""
+    waited = "coord.results" in m
+    on = [s for s in sorted(m, key=_rank) if waited or not s.startswith("shard.")]
+    off = [s for s in sorted(m, key=_rank) if s not in on]
+    return on, off
+
+
+Row = tuple[str, int, float, float, float, float]
+
+
+def table(marks: dict[str, dict[str, float]]) -> tuple[int, list[Row]]:
+    """(transactions, rows), in milliseconds: per stage, (stage, count, mean
+    offset, p50 offset, p90 offset, mean step). A stage on a transaction's
+    path steps from the stage before it on that path; a stage off it (see
+    :func:`path_of`) is named "... (after the answer)" and steps from
+    coord.durable. Rows go in STAGES order, those off the path last."""
     txns = [m for m in marks.values() if ORIGIN in m]
     offsets: dict[str, list[float]] = defaultdict(list)
+    steps: dict[str, list[float]] = defaultdict(list)
     for m in txns:
-        for stage, t in m.items():
-            offsets[stage].append((t - m[ORIGIN]) * 1e3)
-    kept = [s for s in offsets if len(offsets[s]) * 2 >= len(txns)]
-    for s in kept:
-        offsets[s].sort()
-    kept.sort(key=lambda s: (_pct(offsets[s], 0.5), STAGES.index(s) if s in STAGES else 99))
+        on, off = path_of(m)
+        for before, stage in zip([None, *on], on, strict=False):
+            offsets[stage].append((m[stage] - m[ORIGIN]) * 1e3)
+            steps[stage].append(0.0 if before is None else (m[stage] - m[before]) * 1e3)
+        for stage in off:
+            name = f"{stage} (after the answer)"
+            offsets[name].append((m[stage] - m[ORIGIN]) * 1e3)
+            if "coord.durable" in m:
+                steps[name].append((m[stage] - m["coord.durable"]) * 1e3)
+    order = sorted(offsets, key=lambda name: (name.endswith("(after the answer)"),
+                                              _rank(name.split(" ")[0])))
     rows = []
-    before: str | None = None
-    for s in kept:
-        if before is None:
-            step = 0.0
-        else:
-            steps = [(m[s] - m[before]) * 1e3 for m in txns if s in m and before in m]
-            step = statistics.fmean(steps) if steps else math.nan
-        data = offsets[s]
-        rows.append((s, len(data), statistics.fmean(data), _pct(data, 0.5), _pct(data, 0.9),
+    for name in order:
+        data = sorted(offsets[name])
+        step = statistics.fmean(steps[name]) if steps[name] else math.nan
+        rows.append((name, len(data), statistics.fmean(data), _pct(data, 0.5), _pct(data, 0.9),
                      step))
-        before = s
     return len(txns), rows
 
 
-def render(count: int, rows: list[tuple[str, int, float, float, float, float]]) -> str:
-    lines = [f"{count} sampled transactions; milliseconds after {ORIGIN}", "",
-             "| stage | reached by | mean | p50 | p90 | step from the row before (mean) |",
+def render(count: int, rows: list[Row]) -> str:
+    lines = [f"{count} sampled transactions; milliseconds after {ORIGIN}. step: from the "
+             "stage before it on the transaction's way to its answer (mean); for a stage "
+             "after the answer, from coord.durable", "",
+             "| stage | reached by | mean | p50 | p90 | step (mean) |",
              "|---|---:|---:|---:|---:|---:|"]
     for stage, n, mean, p50, p90, step in rows:
         lines.append(f"| {stage} | {n} | {mean:.3f} | {p50:.3f} | {p90:.3f} | {step:.3f} |")
@@ -100,7 +123,9 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"{args.directory} is not a folder")
     count, rows = table(load(args.directory))
     if not count:
-        print(f"no transaction traced by a client under {args.directory}", file=sys.stderr)
+        runs = sorted(p.name for p in args.directory.iterdir() if p.is_dir())
+        hint = f" (one run's folder, such as {runs[0]})" if runs else ""
+        print(f"no transaction traced by a client in {args.directory}{hint}", file=sys.stderr)
         return 1
     print(render(count, rows))
     return 0

@@ -34,6 +34,9 @@ def _security(values: dict[str, Any]) -> dict[str, Any]:
 def _start_common(values: dict[str, Any], role: str) -> None:
     from ordo import metrics, serve
 
+    if values["trace_dir"] and values["trace_sample"] < 1:
+        print(f"ordo {role}: --trace-sample is at least 1", file=sys.stderr)
+        raise SystemExit(2)
     serve.setup_logging(values["log_level"], values["log_format"])
     os.makedirs(values["data"], exist_ok=True)
     if values["metrics_port"]:

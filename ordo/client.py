@@ -237,11 +237,19 @@ class _Pipe:
             self._broken(error)
 
     def _trace(self, batch: list[Any], stage: str) -> None:
+        """Mark ``stage`` for the sampled submits of ``batch``; at
+        client.send, remember their tags for client.answer. (The answer may
+        be in before the write returns: client.sent then finds the tag gone.)"""
         for item in batch:
-            request_id = getattr(item.request, "request_id", "")
-            if trace.sampled(request_id):
-                trace.mark(request_id, stage)
-                self.traced[item.tag] = request_id
+            if stage == "client.send":
+                request_id = getattr(item.request, "request_id", "")
+                if trace.sampled(request_id):
+                    trace.mark(request_id, stage)
+                    self.traced[item.tag] = request_id
+            else:
+                request_id = self.traced.get(item.tag)
+                if request_id is not None:
+                    trace.mark(request_id, stage)
 
     def _broken(self, error: BaseException | None) -> None:
         if self.call is None:

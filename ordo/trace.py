@@ -34,9 +34,12 @@ Timestamps never reach the log, the state or an answer.
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import time
 import zlib
+
+log = logging.getLogger("ordo.trace")
 
 ON = False
 _sample = 64
@@ -67,18 +70,28 @@ def sampled(request_id: str) -> bool:
 
 
 def mark(request_id: str, stage: str) -> None:
-    """Record that ``request_id`` reached ``stage`` now, if it is sampled."""
-    if sampled(request_id):
+    """Record that ``request_id`` reached ``stage`` now, if tracing is on and
+    it is sampled."""
+    if ON and sampled(request_id):
         _lines.append(f"{request_id} {stage} {time.monotonic():.6f}\n")
         if len(_lines) >= FLUSH_LINES:
             flush()
 
 
 def flush() -> None:
-    if _lines and _path:
-        with open(_path, "a") as f:
-            f.writelines(_lines)
-    _lines.clear()
+    """Write the buffered lines. A write that fails (a full disk, a folder
+    removed) turns tracing off with one warning: it never fails the caller,
+    which may be answering a transaction."""
+    global ON
+    try:
+        if _lines and _path:
+            with open(_path, "a") as f:
+                f.writelines(_lines)
+    except OSError as error:
+        ON = False
+        log.warning("tracing stopped: cannot write %s: %s", _path, error)
+    finally:
+        _lines.clear()
 
 
 atexit.register(flush)

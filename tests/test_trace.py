@@ -42,16 +42,51 @@ def test_nothing_is_written_once_stopped(tracing: Path) -> None:
     trace.start(str(tracing), 1)
     trace.stop()
     assert not trace.ON
+    trace.mark("late", "coord.received")
+    trace.flush()
     with pytest.raises(ValueError):
         trace.start(str(tracing), 0)
     assert list(tracing.iterdir()) == []
 
 
+def test_a_trace_file_that_cannot_be_written_turns_tracing_off_quietly(
+    tracing: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    folder = tracing / "gone"
+    trace.start(str(folder), 1)
+    folder.rmdir()  # the folder goes away (or the disk fills) while tracing
+    for i in range(trace.FLUSH_LINES + 1):
+        trace.mark(f"r{i}", "coord.durable")  # never raises into the caller
+    assert not trace.ON
+    assert "tracing stopped" in caplog.text
+
+
+def test_a_blind_writes_shard_stages_are_apart_from_its_answer_path(tmp_path: Path) -> None:
+    # Answered when durable; its shard received it between the coordinator's
+    # answer and the client's reading of it.
+    (tmp_path / "1.trace").write_text(
+        "w client.call 1.000\nw coord.durable 1.002\nw coord.answered 1.003\n"
+        "w shard.received 1.0035\nw client.answer 1.004\nw client.done 1.005\n")
+    count, rows = report.table(report.load(tmp_path))
+    steps = {r[0]: r[5] for r in rows}
+    assert steps["client.answer"] == pytest.approx(1.0)  # from coord.answered
+    assert steps["shard.received (after the answer)"] == pytest.approx(1.5)  # from durable
+    assert rows[-1][0] == "shard.received (after the answer)"
+
+
+def test_the_report_reads_one_runs_folder(tmp_path: Path) -> None:
+    (tmp_path / "put-ordo-3-r0").mkdir()
+    (tmp_path / "put-ordo-3-r0" / "1.trace").write_text("x client.call 1.0\n")
+    assert report.table(report.load(tmp_path))[0] == 0
+    assert report.main([str(tmp_path)]) == 1
+    assert report.main([str(tmp_path / "put-ordo-3-r0")]) == 0
+
+
 def test_the_report_orders_stages_and_counts_the_last_shard(tmp_path: Path) -> None:
     # Two transactions; in each, two shards publish and the later one counts.
     (tmp_path / "1.trace").write_text(
-        "a client.call 10.000\na client.done 10.010\n"
-        "b client.call 20.000\nb client.done 20.020\n")
+        "a client.call 10.000\na client.done 10.010\na coord.results 10.008\n"
+        "b client.call 20.000\nb client.done 20.020\nb coord.results 20.015\n")
     (tmp_path / "2.trace").write_text(
         "a coord.received 10.001\na shard.published 10.004\n"
         "b coord.received 20.002\nb shard.published 20.006\n"
@@ -61,10 +96,10 @@ def test_the_report_orders_stages_and_counts_the_last_shard(tmp_path: Path) -> N
     count, rows = report.table(report.load(tmp_path))
     assert count == 2
     assert [r[0] for r in rows] == [
-        "client.call", "coord.received", "shard.published", "client.done"]
+        "client.call", "coord.received", "shard.published", "coord.results", "client.done"]
     by_stage = {r[0]: r for r in rows}
     assert by_stage["shard.published"][2] == pytest.approx(8.0)  # mean of 6 and 10 ms
-    assert by_stage["client.done"][5] == pytest.approx(7.0)  # mean step: (4 + 10) / 2
+    assert by_stage["coord.results"][5] == pytest.approx(3.5)  # mean step: (2 + 5) / 2
     assert "| coord.received | 2 |" in report.render(count, rows)
 
 
@@ -112,4 +147,5 @@ def test_a_cluster_traces_each_stage_of_a_transaction_in_order(tmp_path: Path) -
     count, rows = report.table(marks)
     assert count == 20
     assert rows[0][0] == "client.call"
-    assert {r[0] for r in rows} == set(txn_path) | {"client.sent"}
+    after = {f"shard.{s} (after the answer)" for s in ("received", "applied", "published")}
+    assert {r[0] for r in rows} == set(txn_path) | {"client.sent"} | after
