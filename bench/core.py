@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Any
 
 import ordo
-from bench.systems import proc_table, process_ticks, shard_roles
+from bench.systems import proc_table, process_ticks, service_env, shard_roles
 from ordo.cli import dev_commands, port_free, wait_serving
 
 HOST = "127.0.0.1"
@@ -125,9 +125,7 @@ class Cluster:
         cmds = dev_commands(self.shards, self.data, HOST, self.port, shards_per_process=per)
         cmds = [cmds[0] + self.coordinator_args] + [c + self.shard_args for c in cmds[1:]]
         self.roles = ["coordinator"] + shard_roles(self.shards, per)
-        # Services read ORDO_* settings from the environment: keep the
-        # caller's out, so every run measures the same configuration.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ORDO_")}
+        env = service_env()
         for role, cmd in zip(self.roles, cmds, strict=True):
             with open(self.log_path(role), "ab") as log:
                 proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,

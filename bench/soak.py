@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 
 import ordo
-from bench.systems import process_ticks
+from bench.systems import process_ticks, service_env
 from ordo.cli import dev_commands, wait_serving
 
 
@@ -43,7 +43,7 @@ def cluster(
         procs = []
         for i, cmd in enumerate(dev_commands(shards, data, "127.0.0.1", port, extra)):
             log = open(os.path.join(data, f"proc-{i}.log"), "ab")
-            procs.append(subprocess.Popen(cmd, stdout=log, stderr=log))
+            procs.append(subprocess.Popen(cmd, stdout=log, stderr=log, env=service_env()))
         try:
             addresses = [f"127.0.0.1:{port + i}" for i in range(shards + 1)]
             if not wait_serving(addresses, 60):

@@ -135,6 +135,20 @@ def kill_leftovers() -> None:
                 p.kill()
 
 
+ROOT = str(Path(__file__).resolve().parent.parent)
+
+
+def service_env() -> dict[str, str]:
+    """The environment of the services a benchmark starts: this source tree
+    first on the import path, so that they run the code the report names
+    (from a second work tree too, not whichever ordo is installed), and the
+    caller's ORDO_* settings left out, so every run measures the same
+    configuration."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORDO_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, env.get("PYTHONPATH")]))
+    return env
+
+
 @dataclass
 class Servers:
     """The server processes of one run, each with a log file in the data folder."""
@@ -402,7 +416,7 @@ class OrdoTarget(Target):
         if self.trace_dir:
             flags = ["--trace-dir", self.trace_dir, "--trace-sample", str(self.args.trace_sample)]
             cmds = [cmd + flags for cmd in cmds]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ORDO_")}
+        env = service_env()
         roles = ["coordinator"] + shard_roles(self.shards, per)
         for role, cmd in zip(roles, cmds, strict=True):
             servers.spawn(role, cmd, env=env)
@@ -534,9 +548,7 @@ class NullTarget(OrdoTarget):
 
     async def start(self, data: str, port: int) -> None:
         self.servers = servers = Servers(data)
-        root = str(Path(__file__).resolve().parent.parent)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ORDO_")}
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+        env = service_env()
         cmd = [sys.executable, "-m", "bench.null_ordo", "--listen", f"{HOST}:{port}",
                "--bus-port-offset", "1"]
         if self.args.null_fsync_linger_ms is not None:
