@@ -56,3 +56,22 @@ def test_a_trace_folder_is_absolute_and_must_be_empty(
     (tmp_path / "traces" / "put-ordo-3-r0").mkdir()
     with pytest.raises(SystemExit):
         run.parse_args(["--systems", "ordo", "--trace", "traces"])
+
+
+def test_fault_runner_nodes_run_the_code_of_its_own_tree(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+) -> None:
+    sys.path.insert(0, os.path.join(systems.ROOT, "jepsen-style"))
+    try:
+        from ordojepsen import cluster
+    finally:
+        sys.path.pop(0)
+    monkeypatch.setenv("PYTHONPATH", "/elsewhere")
+    env = cluster.node_env()
+    assert env["PYTHONPATH"].split(os.pathsep) == [cluster.REPO, "/elsewhere"]
+    assert cluster.REPO == systems.ROOT
+    where = subprocess.run(
+        [sys.executable, "-c", "import ordo; print(ordo.__file__)"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    assert where.startswith(cluster.REPO + os.sep), where

@@ -55,6 +55,7 @@ def shard_name(i: int) -> str:
 # launcher sets PR_SET_PDEATHSIG, checks the parent is still there, and execs
 # the service. (A preexec_fn would run Python in the forked child of a
 # multi-threaded process, with gRPC's threads about: that can crash.)
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _LAUNCHER = (
     "import ctypes, os, signal, sys\n"
     "parent = int(sys.argv[1])\n"
@@ -63,6 +64,14 @@ _LAUNCHER = (
     "    sys.exit(1)\n"
     "os.execv(sys.argv[2], sys.argv[2:])\n"
 )
+
+
+def node_env() -> dict[str, str]:
+    """A node's environment: the ordo of this source tree first on the
+    import path, wherever the runner was started from (not whichever ordo
+    is installed), and unbuffered output for its log."""
+    return dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=os.pathsep.join(
+        filter(None, [REPO, os.environ.get("PYTHONPATH")])))
 
 
 def _ephemeral_range() -> tuple[int, int]:
@@ -221,7 +230,7 @@ class Cluster:
             log.write(f"\n=== ordojepsen: start #{node.starts + 1} at "
                       f"{time.monotonic() - self.t0:.3f}s: {' '.join(node.cmd)}\n".encode())
             log.flush()
-            env = dict(os.environ, PYTHONUNBUFFERED="1")
+            env = node_env()
             node.proc = subprocess.Popen(
                 [self.python, "-c", _LAUNCHER, str(os.getpid()), *node.cmd],
                 stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env,
