@@ -7,7 +7,9 @@ one run) by request id and prints, for each stage (see ``ordo/trace.py``),
 how long after ``client.call`` the sampled transactions reached it, and the
 step from the stage before it on each transaction's way to its answer, in
 milliseconds. Only transactions the client traced count (a client starts
-tracing when it starts measuring). Where several shards reach a stage, the
+tracing when it starts measuring); where no client traced (the services
+alone, say ``ORDO_TRACE_DIR=DIR ordo dev``), every transaction the
+coordinator received counts, from ``coord.received``. Where several shards reach a stage, the
 last one counts: the coordinator waits for it. A blind write's shard stages
 come after its answer and are listed apart. ``python -m bench.run --trace
 DIR`` writes a folder per run under DIR.
@@ -23,6 +25,7 @@ from collections import defaultdict
 from pathlib import Path
 
 ORIGIN = "client.call"
+SERVICE_ORIGIN = "coord.received"  # when no client traced
 STAGES = (
     "client.call", "client.send", "client.sent", "coord.received", "coord.batched",
     "coord.durable", "shard.received", "shard.applied", "shard.published", "coord.results",
@@ -74,23 +77,29 @@ def path_of(m: dict[str, float]) -> tuple[list[str], list[str]]:
 Row = tuple[str, int, float, float, float, float]
 
 
+def origin_of(marks: dict[str, dict[str, float]]) -> str:
+    """The stage offsets count from: the client's call if a client traced."""
+    return ORIGIN if any(ORIGIN in m for m in marks.values()) else SERVICE_ORIGIN
+
+
 def table(marks: dict[str, dict[str, float]]) -> tuple[int, list[Row]]:
     """(transactions, rows), in milliseconds: per stage, (stage, count, mean
     offset, p50 offset, p90 offset, mean step). A stage on a transaction's
     path steps from the stage before it on that path; a stage off it (see
     :func:`path_of`) is named "... (after the answer)" and steps from
     coord.durable. Rows go in STAGES order, those off the path last."""
-    txns = [m for m in marks.values() if ORIGIN in m]
+    origin = origin_of(marks)
+    txns = [m for m in marks.values() if origin in m]
     offsets: dict[str, list[float]] = defaultdict(list)
     steps: dict[str, list[float]] = defaultdict(list)
     for m in txns:
         on, off = path_of(m)
         for before, stage in zip([None, *on], on, strict=False):
-            offsets[stage].append((m[stage] - m[ORIGIN]) * 1e3)
+            offsets[stage].append((m[stage] - m[origin]) * 1e3)
             steps[stage].append(0.0 if before is None else (m[stage] - m[before]) * 1e3)
         for stage in off:
             name = f"{stage} (after the answer)"
-            offsets[name].append((m[stage] - m[ORIGIN]) * 1e3)
+            offsets[name].append((m[stage] - m[origin]) * 1e3)
             if "coord.durable" in m:
                 steps[name].append((m[stage] - m["coord.durable"]) * 1e3)
     order = sorted(offsets, key=lambda name: (name.endswith("(after the answer)"),
@@ -104,8 +113,8 @@ def table(marks: dict[str, dict[str, float]]) -> tuple[int, list[Row]]:
     return len(txns), rows
 
 
-def render(count: int, rows: list[Row]) -> str:
-    lines = [f"{count} sampled transactions; milliseconds after {ORIGIN}. step: from the "
+def render(count: int, rows: list[Row], origin: str = ORIGIN) -> str:
+    lines = [f"{count} sampled transactions; milliseconds after {origin}. step: from the "
              "stage before it on the transaction's way to its answer (mean); for a stage "
              "after the answer, from coord.durable", "",
              "| stage | reached by | mean | p50 | p90 | step (mean) |",
@@ -121,13 +130,14 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not args.directory.is_dir():
         p.error(f"{args.directory} is not a folder")
-    count, rows = table(load(args.directory))
+    marks = load(args.directory)
+    count, rows = table(marks)
     if not count:
         runs = sorted(p.name for p in args.directory.iterdir() if p.is_dir())
         hint = f" (one run's folder, such as {runs[0]})" if runs else ""
-        print(f"no transaction traced by a client in {args.directory}{hint}", file=sys.stderr)
+        print(f"no traced transaction in {args.directory}{hint}", file=sys.stderr)
         return 1
-    print(render(count, rows))
+    print(render(count, rows, origin_of(marks)))
     return 0
 
 

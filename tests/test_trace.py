@@ -74,6 +74,20 @@ def test_a_blind_writes_shard_stages_are_apart_from_its_answer_path(tmp_path: Pa
     assert rows[-1][0] == "shard.received (after the answer)"
 
 
+def test_without_a_client_trace_the_report_counts_from_the_coordinator(tmp_path: Path) -> None:
+    (tmp_path / "1.trace").write_text(
+        "s coord.received 5.000\ns coord.batched 5.001\ns coord.durable 5.003\n"
+        "s coord.answered 5.004\ns shard.received 5.0045\n")
+    marks = report.load(tmp_path)
+    assert report.origin_of(marks) == "coord.received"
+    count, rows = report.table(marks)
+    assert count == 1
+    assert [r[0] for r in rows] == ["coord.received", "coord.batched", "coord.durable",
+                                    "coord.answered", "shard.received (after the answer)"]
+    assert rows[2][2] == pytest.approx(3.0)
+    assert "milliseconds after coord.received" in report.render(count, rows, "coord.received")
+
+
 def test_the_report_reads_one_runs_folder(tmp_path: Path) -> None:
     (tmp_path / "put-ordo-3-r0").mkdir()
     (tmp_path / "put-ordo-3-r0" / "1.trace").write_text("x client.call 1.0\n")
