@@ -342,8 +342,6 @@ def plans_for(workload: str, args: argparse.Namespace) -> list[Plan]:
         out.append(Plan(workload, "null", lambda: NullTarget(args), c))
     if workload == "put" and args.overload > 0 and "ordo" in args.system_list:
         for s in args.overload_shard_list:
-            if (s, 1, True) not in args.shard_counts:
-                continue  # nothing at --concurrency to compare it with
             out.append(Plan(workload, f"ordo-{s}@{args.overload}",
                             lambda s=s: OrdoTarget(args, s), args.overload, overload=True))
     return out
@@ -875,15 +873,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                 "(N shards in P processes, P dividing N), then g for every stream "
                 "on gRPC instead of the bus")
     try:
-        args.overload_shard_list = list(dict.fromkeys(
+        wanted = list(dict.fromkeys(
             int(s) for s in args.overload_shards.split(",") if s.strip()))
     except ValueError:
         p.error("--overload-shards takes a comma list of shard counts")
-    if any(s < 1 for s in args.overload_shard_list):
+    if any(s < 1 for s in wanted):
         p.error("--overload-shards takes positive shard counts")
+    # Only counts with a run at --concurrency to compare the overload with.
+    args.overload_shard_list = [s for s in wanted if (s, 1, True) in args.shard_counts]
     if args.overload and "ordo" in args.system_list:
-        for s in args.overload_shard_list:
-            if (s, 1, True) not in args.shard_counts:
+        for s in wanted:
+            if s not in args.overload_shard_list:
                 print(f"note: no overload run on {s} shard(s): --shards runs no ordo-{s} "
                       "to compare it with", file=sys.stderr)
     if args.trace:

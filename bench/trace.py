@@ -82,13 +82,15 @@ def origin_of(marks: dict[str, dict[str, float]]) -> str:
     return ORIGIN if any(ORIGIN in m for m in marks.values()) else SERVICE_ORIGIN
 
 
-def table(marks: dict[str, dict[str, float]]) -> tuple[int, list[Row]]:
+def table(marks: dict[str, dict[str, float]],
+          origin: str | None = None) -> tuple[int, list[Row]]:
     """(transactions, rows), in milliseconds: per stage, (stage, count, mean
     offset, p50 offset, p90 offset, mean step). A stage on a transaction's
     path steps from the stage before it on that path; a stage off it (see
     :func:`path_of`) is named "... (after the answer)" and steps from
-    coord.durable. Rows go in STAGES order, those off the path last."""
-    origin = origin_of(marks)
+    coord.durable. Rows go in STAGES order, those off the path last.
+    ``origin``: the stage offsets count from (:func:`origin_of` if None)."""
+    origin = origin or origin_of(marks)
     txns = [m for m in marks.values() if origin in m]
     offsets: dict[str, list[float]] = defaultdict(list)
     steps: dict[str, list[float]] = defaultdict(list)
@@ -131,13 +133,14 @@ def main(argv: list[str] | None = None) -> int:
     if not args.directory.is_dir():
         p.error(f"{args.directory} is not a folder")
     marks = load(args.directory)
-    count, rows = table(marks)
+    origin = origin_of(marks)
+    count, rows = table(marks, origin)
     if not count:
         runs = sorted(p.name for p in args.directory.iterdir() if p.is_dir())
         hint = f" (one run's folder, such as {runs[0]})" if runs else ""
         print(f"no traced transaction in {args.directory}{hint}", file=sys.stderr)
         return 1
-    print(render(count, rows, origin_of(marks)))
+    print(render(count, rows, origin))
     return 0
 
 

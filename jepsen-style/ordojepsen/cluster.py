@@ -51,11 +51,13 @@ def shard_name(i: int) -> str:
     return f"s{i}"
 
 
+# The repository this runner belongs to: its nodes run its ordo.
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 # Children die with the runner, even if it is killed with SIGKILL: a tiny
 # launcher sets PR_SET_PDEATHSIG, checks the parent is still there, and execs
 # the service. (A preexec_fn would run Python in the forked child of a
 # multi-threaded process, with gRPC's threads about: that can crash.)
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _LAUNCHER = (
     "import ctypes, os, signal, sys\n"
     "parent = int(sys.argv[1])\n"

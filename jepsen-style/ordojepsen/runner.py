@@ -34,15 +34,13 @@ from typing import Any
 
 from ordojepsen import EXIT_CODES, INVALID, UNKNOWN, VALID, merge_verdicts
 from ordojepsen import client as jclient
-from ordojepsen.cluster import Cluster
+from ordojepsen.cluster import REPO, Cluster
 from ordojepsen.history import FAIL, INFO, OK, History
 from ordojepsen.nemesis import Fault, Nemesis, make_schedule
 from ordojepsen.proxy import ProxyNet
 from ordojepsen.workloads import WORKLOADS, Conns, Workload
 
 log = logging.getLogger("ordojepsen")
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @dataclass
